@@ -1,0 +1,216 @@
+"""Reading source images and writing fused ones.
+
+Everything that turns a file into a [0, 1] grey array, or an array into a file, lives here, so
+that every method, metric and command reads images the same way:
+
+- palette GIFs (the Harvard atlas files FunFuseAn shipped) go through PIL's ``convert('L')``,
+  because the palette index is not a grey level;
+- RGB pseudo-colour PET/SPECT becomes grey with 0.2989 R + 0.5870 G + 0.1140 B, the weights the
+  original FunFuseAn and MdAFuse code used (see FIDELITY.md);
+- NPY arrays are taken as they are; NIfTI volumes give one axial slice (nibabel);
+- each image is then min-max scaled to [0, 1] on its own, as the originals did. A constant image
+  cannot be scaled and is an error, not a division by zero.
+
+Writing is atomic: a file appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ImageReadError",
+    "RGB_TO_GREY_WEIGHTS",
+    "read_grey",
+    "minmax_normalise",
+    "load_image",
+    "load_pair",
+    "to_uint8",
+    "write_png",
+    "write_npy",
+    "atomic_path",
+]
+
+#: ITU-R BT.601 luma weights as rounded in the originals' code (FunFuseAn, MdAFuse training).
+RGB_TO_GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+_RASTER_SUFFIXES = {".png", ".gif", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+class ImageReadError(ValueError):
+    """A source image that cannot be used, with the file and the reason in the message."""
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("P", "PA", "L", "LA", "1"):
+                # Palette GIFs: the palette index is not a grey level; convert('L') looks it up.
+                return np.asarray(image.convert("L"), dtype=np.float64)
+            if image.mode in ("I", "I;16", "I;16B", "F"):
+                return np.asarray(image, dtype=np.float64)
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+    return rgb_to_grey(rgb)
+
+
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """Grey = 0.2989 R + 0.5870 G + 0.1140 B (the originals' weights; see FIDELITY.md)."""
+    r, g, b = RGB_TO_GREY_WEIGHTS
+    return r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]
+
+
+def _read_nifti(path: Path, slice_index: int | None, axis: int) -> np.ndarray:
+    import nibabel as nib
+
+    try:
+        volume = np.asanyarray(nib.load(str(path)).dataobj, dtype=np.float64)
+    except Exception as exc:  # nibabel raises several unrelated types for a bad file
+        raise ImageReadError(f"{path}: not a readable NIfTI file ({exc})") from exc
+    volume = np.squeeze(volume)
+    if volume.ndim == 2:
+        return volume
+    if volume.ndim != 3:
+        raise ImageReadError(f"{path}: expected a 2-D or 3-D NIfTI volume, got shape {volume.shape}")
+    if slice_index is None:
+        raise ImageReadError(f"{path}: a 3-D NIfTI volume needs a slice index")
+    if not 0 <= slice_index < volume.shape[axis]:
+        raise ImageReadError(
+            f"{path}: slice {slice_index} is outside the volume ({volume.shape[axis]} slices on axis {axis})"
+        )
+    return np.take(volume, slice_index, axis=axis)
+
+
+def read_grey(path, slice_index: int | None = None, axis: int = 2) -> np.ndarray:
+    """Raw grey values of a 2-D image file as float64 (no scaling).
+
+    ``slice_index`` and ``axis`` pick the slice of a 3-D NIfTI volume (axis 2 = axial for RAS
+    volumes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    suffix = _suffix(path)
+    if suffix in _RASTER_SUFFIXES:
+        image = _read_raster(path)
+    elif suffix == ".npy":
+        try:
+            image = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise ImageReadError(f"{path}: not a readable .npy array ({exc})") from exc
+        if not np.issubdtype(image.dtype, np.number):
+            raise ImageReadError(f"{path}: the array holds {image.dtype}, not numbers")
+        image = np.asarray(image, dtype=np.float64)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        elif image.ndim == 3 and image.shape[-1] == 3:
+            image = rgb_to_grey(image)
+    elif suffix in _NIFTI_SUFFIXES:
+        image = _read_nifti(path, slice_index, axis)
+    else:
+        raise ImageReadError(
+            f"{path}: unsupported file type {suffix!r} (expected PNG, GIF, TIFF, JPEG, BMP, NPY or NIfTI)"
+        )
+    if image.ndim != 2:
+        raise ImageReadError(f"{path}: expected a 2-D image, got an array of shape {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise ImageReadError(f"{path}: the image contains NaN or infinite values")
+    return image
+
+
+def minmax_normalise(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """(x - min) / (max - min) as float32, per image, as the originals scaled every input."""
+    image = np.asarray(image, dtype=np.float64)
+    if not np.all(np.isfinite(image)):
+        raise ImageReadError(f"{name}: the image contains NaN or infinite values")
+    low, high = float(image.min()), float(image.max())
+    if high <= low:
+        raise ImageReadError(f"{name}: the image is constant (every pixel is {low:g}); it cannot be min-max scaled")
+    return ((image - low) / (high - low)).astype(np.float32)
+
+
+def load_image(path, slice_index: int | None = None, axis: int = 2) -> np.ndarray:
+    """A file as a float32 [0, 1] grey image, min-max scaled on its own."""
+    return minmax_normalise(read_grey(path, slice_index, axis), name=str(path))
+
+
+def load_pair(mri_path, pet_path) -> tuple[np.ndarray, np.ndarray]:
+    """An anatomical and a functional image, checked to have the same size."""
+    mri = load_image(mri_path)
+    pet = load_image(pet_path)
+    if mri.shape != pet.shape:
+        raise ImageReadError(
+            f"{mri_path} is {mri.shape[0]}x{mri.shape[1]} but {pet_path} is {pet.shape[0]}x{pet.shape[1]}: "
+            "a pair must have the same size"
+        )
+    return mri, pet
+
+
+def to_uint8(fused: np.ndarray, name: str = "fused image") -> np.ndarray:
+    """A fused float image as 8 bits: min-max scaled per image, then truncated (np.uint8).
+
+    The original FunFuseAn min-max scales the tanh output and truncates to uint8 (see
+    FIDELITY.md, "8-bit output"). A NaN or infinite pixel is an error, never a silent black pixel.
+    """
+    fused = np.asarray(fused, dtype=np.float64)
+    if not np.all(np.isfinite(fused)):
+        bad = int(np.size(fused) - np.count_nonzero(np.isfinite(fused)))
+        raise FloatingPointError(f"{name}: {bad} pixel(s) are NaN or infinite; refusing to write it")
+    low, high = fused.min(), fused.max()
+    if high <= low:
+        return np.zeros(fused.shape, dtype=np.uint8)
+    return np.uint8(255.0 * (fused - low) / (high - low))
+
+
+class atomic_path:
+    """Context manager giving a temporary path beside ``path``; renamed onto it only on success."""
+
+    def __init__(self, path, suffix: str | None = None):
+        self.path = Path(path)
+        self.suffix = suffix if suffix is not None else "".join(self.path.suffixes) or ".tmp"
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.suffix, dir=self.path.parent)
+        os.close(handle)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+        return False
+
+
+def write_png(path, image_uint8: np.ndarray) -> Path:
+    """Write an 8-bit grey or RGB image as PNG, atomically."""
+    from PIL import Image
+
+    image_uint8 = np.asarray(image_uint8)
+    if image_uint8.dtype != np.uint8:
+        raise TypeError(f"write_png expects uint8, got {image_uint8.dtype}")
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(image_uint8).save(tmp, format="PNG")
+    return Path(path)
+
+
+def write_npy(path, array: np.ndarray) -> Path:
+    """Write a float array as .npy, atomically."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, np.asarray(array))
+    return Path(path)
