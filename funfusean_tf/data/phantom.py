@@ -356,8 +356,8 @@ def simulate_volumes(config: PhantomConfig, volumes: PhantomVolumes | None = Non
     return chosen, pet, start, lesion, volumes
 
 
-def _generate(config: PhantomConfig) -> PhantomSlices:
-    chosen, pet_slab, start, lesion, volumes = simulate_volumes(config)
+def _generate(config: PhantomConfig, volumes: PhantomVolumes | None = None) -> PhantomSlices:
+    chosen, pet_slab, start, lesion, volumes = simulate_volumes(config, volumes)
     voxel_mm = tuple(float(v) for v in np.sqrt(np.sum(volumes.affine[:3, :3] ** 2, axis=0))[:2])
     mri, pet, gm, wm, les, z_mm, split = [], [], [], [], [], [], []
     for k, z, which in chosen:
@@ -384,8 +384,14 @@ def _generate(config: PhantomConfig) -> PhantomSlices:
 _ARRAYS = ("mri", "pet", "gm", "wm", "lesion", "z_mm", "split")
 
 
-def generate_phantom(config: PhantomConfig | None = None, cache: bool = True) -> PhantomSlices:
-    """The phantom's slices for ``config``, read from the on-disk cache when present."""
+def generate_phantom(
+    config: PhantomConfig | None = None, cache: bool = True, volumes: PhantomVolumes | None = None
+) -> PhantomSlices:
+    """The phantom's slices for ``config``, read from the on-disk cache when present.
+
+    ``volumes`` (from :func:`load_template`) saves reloading the template when generating many
+    configurations; it must be the template of ``config.template_resolution_mm``.
+    """
     config = config or PhantomConfig()
     path = cache_dir() / f"phantom-{config.cache_key()}.npz"
     if cache and path.is_file():
@@ -395,7 +401,7 @@ def generate_phantom(config: PhantomConfig | None = None, cache: bool = True) ->
                     return PhantomSlices(**{k: stored[k] for k in _ARRAYS}, config=config)
         except Exception:  # a damaged cache file is regenerated, never trusted
             pass
-    data = _generate(config)
+    data = _generate(config, volumes)
     if cache:
         try:
             with atomic_path(path, suffix=".npz") as tmp:
