@@ -1,0 +1,210 @@
+"""One call for every fusion method: ``fuse(mri, pet, method=...) -> fused``.
+
+A *method* is anything with ``name`` and ``__call__(mri, pet) -> fused`` on float arrays: the
+networks of funfusean_tf.models (with trained weights) and the classical baselines alike.
+Inputs are [0, 1] grey images, (H, W) or stacks (N, H, W); the output has the same shape, as
+float32 (a network's raw output: FunFuseAn's is in tanh's range). ``to_uint8`` in
+funfusean_tf.data.io makes the 8-bit file.
+
+:func:`fuse_pairs` fuses files and writes them all-or-nothing: every input is read and every
+pair fused before the first file is written, so a bad input leaves no partial output behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig
+from .data.io import ImageReadError, load_pair, to_uint8, write_npy, write_png
+from .data.pairs import ImagePair
+
+__all__ = ["NetworkMethod", "load_method", "available_methods", "fuse", "fuse_pairs", "FusedPair"]
+
+
+def _as_stack(image, name: str) -> tuple[np.ndarray, bool]:
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        return array[None], True
+    if array.ndim == 3:
+        return array, False
+    raise ValueError(f"{name}: expected an (H, W) image or an (N, H, W) stack, got shape {array.shape}")
+
+
+def _check_inputs(mri, pet):
+    mri, single = _as_stack(mri, "mri")
+    pet, _ = _as_stack(pet, "pet")
+    if mri.shape != pet.shape:
+        raise ValueError(f"mri {mri.shape[-2:]} and pet {pet.shape[-2:]} differ in size")
+    for name, array in (("mri", mri), ("pet", pet)):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name}: the image contains NaN or infinite values")
+    return mri, pet, single
+
+
+class NetworkMethod:
+    """A Keras fusion network with its weights, callable on arrays."""
+
+    def __init__(self, model, name: str, weights: str | None = None, batch_size: int = 8):
+        import tensorflow as tf
+
+        self.model = model
+        self.name = name
+        self.weights = weights
+        self.batch_size = batch_size
+        spec = tf.TensorSpec((None, None, None, 1), tf.float32)
+        self._forward = tf.function(lambda a, b: model([a, b], training=False), input_signature=[spec, spec],
+                                    reduce_retracing=True)
+
+    def __call__(self, mri, pet) -> np.ndarray:
+        mri, pet, single = _check_inputs(mri, pet)
+        outputs = []
+        for start in range(0, len(mri), self.batch_size):
+            a = mri[start : start + self.batch_size, ..., None]
+            b = pet[start : start + self.batch_size, ..., None]
+            outputs.append(np.asarray(self._forward(a, b))[..., 0])
+        fused = np.concatenate(outputs)
+        bad = ~np.isfinite(fused)
+        if bad.any():
+            raise FloatingPointError(
+                f"{self.name}: {int(bad.sum())} fused pixel(s) are NaN or infinite (the exact max/sum rule divided "
+                "by a vanishing sum; load the model with hf_rule='guarded', see FIDELITY.md)"
+            )
+        return fused[0] if single else fused
+
+    def __repr__(self):
+        return f"NetworkMethod({self.name!r}, weights={self.weights!r})"
+
+
+@dataclass
+class _BaselineMethod:
+    name: str
+    params: dict
+
+    def __call__(self, mri, pet) -> np.ndarray:
+        from .baselines import fuse_baseline
+
+        mri, pet, single = _check_inputs(mri, pet)
+        fused = np.stack([fuse_baseline(self.name, m, p, **self.params) for m, p in zip(mri, pet)]).astype(np.float32)
+        return fused[0] if single else fused
+
+
+def available_methods() -> dict[str, str]:
+    """Every method name with a one-line description, networks first."""
+    from .models.registry import NETWORKS
+
+    methods = {name: spec.description for name, spec in NETWORKS.items()}
+    try:
+        from .baselines import BASELINES
+    except ImportError:  # baselines not installed in this build
+        BASELINES = {}
+    for name, spec in BASELINES.items():
+        methods[name] = getattr(spec, "description", "classical baseline")
+    return methods
+
+
+def load_method(name: str = "funfusean", weights=None, model_config: ModelConfig | None = None,
+                lam: float | None = None, **params):
+    """A fusion method by name, networks with their weights (the shipped ones by default).
+
+    ``model_config`` sets a network's fidelity options (its ``name`` is replaced by ``name``).
+    ``lam`` asks for the shipped weights trained with that lambda. ``params`` go to a baseline.
+    """
+    from .models.registry import NETWORKS, build_model, get_network, shipped_weights
+
+    if name not in NETWORKS:
+        from .baselines import BASELINES
+
+        if name not in BASELINES:
+            raise KeyError(f"unknown method {name!r}; known: {', '.join(available_methods())}")
+        if weights is not None:
+            raise ValueError(f"{name} is a classical method and takes no weights")
+        return _BaselineMethod(name, params)
+    if params:
+        raise ValueError(f"network {name!r} takes no extra parameters, got {sorted(params)}")
+    spec = get_network(name)
+    if weights is None:
+        if lam is not None and abs(lam - spec.default_lambda) > 1e-9:
+            raise FileNotFoundError(
+                f"no shipped {name} weights for lambda {lam:g} (only {spec.default_lambda:g}); train them with "
+                f"`funfusean train --config ... --lambda {lam:g}` and pass --weights"
+            )
+        weights = shipped_weights(name)
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no such weights file")
+    config = dataclasses.replace(model_config or trained_model_config(weights) or ModelConfig(), name=name)
+    model = build_model(config)
+    try:
+        model.load_weights(weights)
+    except Exception as exc:  # h5py / Keras raise several types for a mismatched file
+        raise ValueError(f"{weights}: cannot load these weights into {name} ({exc})") from exc
+    return NetworkMethod(model, name, str(weights))
+
+
+def trained_model_config(weights) -> ModelConfig | None:
+    """The [model] settings a weights file was trained with, when they were saved beside it.
+
+    ``funfusean train`` writes config.toml next to final.weights.h5; shipped weights carry a
+    ``<name>.toml`` of the same stem. Fidelity options (the high-frequency rule especially) must
+    match training, so fusing uses them unless told otherwise.
+    """
+    from .config import load_config
+
+    weights = Path(weights)
+    stem = weights.name.removesuffix(".weights.h5").removesuffix(".h5")
+    for candidate in (weights.with_name(f"{stem}.toml"), weights.parent / "config.toml"):
+        if candidate.is_file():
+            return load_config(candidate).model
+    return None
+
+
+def fuse(mri, pet, method="funfusean", weights=None, **options) -> np.ndarray:
+    """Fuse arrays: ``method`` is a name (loaded with ``weights``/``options``) or a loaded method."""
+    if isinstance(method, str):
+        method = load_method(method, weights=weights, **options)
+    return method(mri, pet)
+
+
+@dataclass
+class FusedPair:
+    name: str
+    fused: np.ndarray
+    png: Path
+    npy: Path | None
+
+
+def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None, save_npy: bool = False,
+               progress: bool = True, out_names: dict[str, Path] | None = None, **options) -> list[FusedPair]:
+    """Fuse file pairs and write ``<out_dir>/<name>.png`` (and ``.npy``), all or nothing.
+
+    ``out_names`` maps a pair name to an explicit output path (the single-pair CLI form).
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(method, str):
+        method = load_method(method, weights=weights, **options)
+    loaded = []
+    for pair in tqdm(pairs, desc="reading", unit="pair", disable=not progress or len(pairs) < 2, leave=False):
+        loaded.append(load_pair(pair.mri, pair.pet))
+    results = []
+    for pair, (mri, pet) in tqdm(list(zip(pairs, loaded)), desc=f"fusing ({method.name})", unit="pair",
+                                 disable=not progress or len(pairs) < 2, leave=False):
+        try:
+            fused = method(mri, pet)
+        except FloatingPointError as exc:
+            raise FloatingPointError(f"{pair.mri} + {pair.pet}: {exc}") from exc
+        png = Path(out_names[pair.name]) if out_names and pair.name in out_names else Path(out_dir) / f"{pair.name}.png"
+        results.append(FusedPair(pair.name, fused, png, png.with_suffix(".npy") if save_npy else None))
+    images = [to_uint8(r.fused, name=str(r.png)) for r in results]  # refuses NaN before any write
+    for result, image in zip(results, images):
+        write_png(result.png, image)
+        if result.npy is not None:
+            write_npy(result.npy, result.fused.astype(np.float32))
+    return results
+
+
+__all__ += ["ImageReadError"]
