@@ -124,6 +124,26 @@ def test_larger_fwhm_is_measurably_smoother(volumes):
     assert energy[0] > 1.5 * energy[1] > 1.5 * 1.5 * energy[2], energy
 
 
+@pytest.mark.parametrize("fwhm", [4.0, 8.0])
+def test_point_source_response_has_the_configured_fwhm(volumes, fwhm):
+    # A one-voxel hot "lesion" is a point source: blurred image minus the same image without it
+    # is the PSF (blurring is linear). Each slice is min-max scaled on its own, so first undo the
+    # two scale factors using pixels far from the source, where the images differ only by scale.
+    point = _gen(volumes, fwhm_mm=fwhm, counts=0.0, lesion="hot", lesion_radius_mm=0.5, lesion_ratio=50.0)
+    clean = _gen(volumes, fwhm_mm=fwhm, counts=0.0)
+    (i,) = np.flatnonzero(point.lesion.any(axis=(1, 2)))
+    assert point.lesion[i].sum() == 1
+    (row, col), = np.argwhere(point.lesion[i] > 0)
+    far = clean.pet[i] > 0.05
+    far[row - 30 : row + 31, col - 30 : col + 31] = False
+    scale = np.median(point.pet[i][far] / clean.pet[i][far])
+    window = (slice(row - 20, row + 21), slice(col - 20, col + 21))
+    psf = (point.pet[i] - scale * clean.pet[i])[window].astype(np.float64)
+    yy, xx = np.mgrid[-20:21, -20:21]
+    sigma = np.sqrt(np.sum((xx**2 + yy**2) * psf) / (2 * psf.sum()))  # in-plane second moment, 1 mm pixels
+    assert 2 * np.sqrt(2 * np.log(2)) * sigma == pytest.approx(fwhm, rel=0.02)
+
+
 def test_blur_spills_activity_outside_the_brain(volumes):
     sharp, blurred = _gen(volumes, fwhm_mm=0.0, counts=0.0), _gen(volumes, fwhm_mm=8.0, counts=0.0)
     outside = ~_brain(sharp)
