@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -123,6 +126,19 @@ def test_write_png_round_trip(tmp_path):
     with pytest.raises(TypeError):
         write_png(tmp_path / "float.png", image.astype(np.float32))
     assert not (tmp_path / "float.png").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_written_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = write_png(tmp_path / "out.png", np.zeros((4, 4), dtype=np.uint8))
+        npy = io.write_npy(tmp_path / "out.npy", np.zeros(3))
+    finally:
+        os.umask(mask)
+    # as open() would create them (0666 & ~umask), not mkstemp's private 0600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(npy.stat().st_mode) == 0o644
 
 
 def test_write_png_is_atomic(tmp_path, monkeypatch):

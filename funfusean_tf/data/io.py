@@ -175,6 +175,12 @@ def to_uint8(fused: np.ndarray, name: str = "fused image") -> np.ndarray:
     return np.uint8(255.0 * (fused - low) / (high - low))
 
 
+def _new_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 class atomic_path:
     """Context manager giving a temporary path beside ``path``; renamed onto it only on success."""
 
@@ -191,6 +197,12 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            # mkstemp creates the file 0600; give it the mode an ordinary open() would have
+            # (0666 minus the umask), else every written image would be private to its owner.
+            try:
+                os.chmod(self.tmp, _new_file_mode())
+            except OSError:
+                pass
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
