@@ -26,12 +26,14 @@ def pca_weights(mri, pet) -> tuple[float, float]:
     component taken in absolute value and divided by their sum, so w_mri + w_pet = 1.
 
     The absolute value fixes the eigenvector's arbitrary sign and keeps both weights in [0, 1]
-    when the images are negatively correlated. A zero covariance matrix (two constant images)
+    when the images are negatively correlated. A zero covariance matrix (two constant images, up to round-off)
     has no principal direction: the weights are then 0.5 and 0.5.
     """
     a, b = check_pair(mri, pet)
     cov = np.cov(np.stack([a.ravel(), b.ravel()]))
-    if not np.any(cov):
+    # "zero" up to the round-off of centring (a constant's centred values are ~1e-17, not 0)
+    scale = max(float(np.abs(a).max()), float(np.abs(b).max()), np.finfo(np.float64).tiny)
+    if np.trace(cov) <= (1e-12 * scale) ** 2:
         return 0.5, 0.5
     values, vectors = np.linalg.eigh(cov)
     principal = np.abs(vectors[:, int(np.argmax(values))])
