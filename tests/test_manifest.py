@@ -16,6 +16,7 @@ from funfusean_tf.data.manifest import (
     known_manifests,
     load_manifest,
     load_nifti_pairs,
+    manifest_arrays,
     manifest_pairs,
     phantom_config,
     read_manifest,
@@ -64,6 +65,19 @@ def test_harvard_split_sizes_are_as_published(shared_data):
     for name, train, test in (("harvard_pet_mri", 245, 24), ("harvard_spect_mri", 333, 24)):
         assert len(manifest_pairs(name, root=shared_data, split="train")) == train
         assert len(manifest_pairs(name, root=shared_data, split="test")) == test
+
+
+@pytest.mark.shared_data
+def test_manifest_arrays_of_real_pairs(shared_data):
+    mri, pet, names = manifest_arrays("harvard_pet_mri", root=shared_data, split="test")
+    assert mri.shape == pet.shape == (24, 256, 256) and mri.dtype == np.float32
+    assert names == [p.name for p in named_pairs("harvard_pet_mri", split="test", root=shared_data)]
+    assert np.allclose(pet.max(axis=(1, 2)), 1.0) and np.allclose(pet.min(axis=(1, 2)), 0.0)
+
+
+def test_manifest_path_relative_to_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an experiment config names "data_manifests/x.toml" from anywhere
+    assert read_manifest("data_manifests/funfusean_test.toml").source == MANIFESTS / "funfusean_test.toml"
 
 
 @pytest.fixture
@@ -178,6 +192,14 @@ def test_nifti_manifest_picks_the_listed_axial_slices(tmp_path):
     assert pet_s[1][7, 51] > pet_s[1][7, 12]  # subject's right (high x) on the right
     only_test = load_manifest(manifest, root=tmp_path, split="test")
     assert only_test[2] == ["b:z0", "b:z10", "b:z20"]
+    assert manifest_arrays(manifest, root=tmp_path, split="train")[2] == ["a:z3", "a:z17"]
+    document["slicing"]["min_foreground_fraction"] = 0.5  # the 40x50 volume covers < 50 % of 64x64
+    with pytest.raises(ValueError, match="no slice selected"):
+        load_nifti_pairs(_write_manifest(tmp_path / "toy2.toml", document), root=tmp_path)
+    document["slicing"]["min_foreground_fraction"] = 0.4  # it covers 2000 / 4096 = 49 %
+    kept = load_nifti_pairs(_write_manifest(tmp_path / "toy3.toml", document), root=tmp_path)[2]
+    # ... except slice 0, where every MRI value (<= 1 + 39 + 98) is under 5 % of the maximum (3038)
+    assert kept == ["a:z3", "a:z17", "b:z10", "b:z20"]
     with pytest.raises(ValueError, match="not 2-D pairs"):
         manifest_pairs(manifest, root=tmp_path)
 

@@ -45,6 +45,7 @@ __all__ = [
     "load_nifti_pairs",
     "phantom_config",
     "load_manifest",
+    "manifest_arrays",
     "verify_manifest",
     "sha256_file",
     "dumps_toml",
@@ -124,6 +125,12 @@ def resolve_manifest(manifest) -> Path:
     path = Path(manifest).expanduser()
     if path.is_file():
         return path
+    folder = manifest_dir()
+    if folder is not None and not path.is_absolute():
+        # "data_manifests/adni.toml" from an experiment config, run from any directory
+        for base in (folder.parent, folder):
+            if (base / path).is_file():
+                return base / path
     known = known_manifests()
     stem = path.name[: -len(".toml")] if path.name.endswith(".toml") else path.name
     if str(manifest) == path.name and stem in known:
@@ -335,6 +342,37 @@ def load_nifti_pairs(manifest, root=None, split: str | None = None, progress: bo
     if not names:
         raise ValueError(f"manifest {manifest.name!r}: no slice selected")
     return np.stack(mri_out), np.stack(pet_out), names
+
+
+def manifest_arrays(manifest, root=None, split: str | None = None, progress: bool = False):
+    """``(mri[N,H,W], pet[N,H,W], names)`` float32 in [0, 1] for a manifest of any kind.
+
+    Pairs are read with :func:`funfusean_tf.data.io.load_pair` (so they must all have one size),
+    NIfTI pairs are sliced by :func:`load_nifti_pairs`, the phantom is generated (``split``
+    defaults to "train" there).
+    """
+    manifest = read_manifest(manifest)
+    if manifest.kind == "nifti":
+        return load_nifti_pairs(manifest, root, split, progress=progress)
+    if manifest.kind == "phantom":
+        split = split or "train"
+        mri, pet = load_manifest(manifest, split=split)
+        return mri, pet, [f"phantom_{split}_{i:03d}" for i in range(len(mri))]
+    from .io import load_pair
+
+    pairs = manifest_pairs(manifest, root, split)
+    if not pairs:
+        raise ValueError(f"manifest {manifest.name!r} has no pairs" + (f" in split {split!r}" if split else ""))
+    iterator = pairs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(pairs, desc=f"loading {manifest.name}", unit="pair", leave=False)
+    loaded = [load_pair(p.mri, p.pet) for p in iterator]
+    shapes = sorted({m.shape for m, _ in loaded})
+    if len(shapes) > 1:
+        raise ValueError(f"manifest {manifest.name!r}: pairs of different sizes {shapes}; crop them to one size")
+    return (np.stack([m for m, _ in loaded]), np.stack([p for _, p in loaded]), [p.name for p in pairs])
 
 
 def load_manifest(manifest, root=None, split: str | None = None):
