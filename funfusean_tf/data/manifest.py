@@ -5,7 +5,9 @@ three kinds:
 
 - ``kind = "pairs"``: 2-D image pairs (the Harvard sets). Each ``[[pairs]]`` entry has ``name``,
   ``mri``, ``pet`` (paths relative to the data root, the folder holding ``aanlib/``),
-  ``mri_sha256``, ``pet_sha256`` and optionally ``split`` ("train" / "test").
+  ``mri_sha256``, ``pet_sha256`` and optionally ``split`` ("train" / "test"). ``pet`` names the
+  second (functional or other) source whatever its modality (PET, SPECT, CT), as
+  :class:`~funfusean_tf.data.pairs.ImagePair` does; ``modalities`` says which.
 - ``kind = "nifti"``: co-registered 3-D volumes (ADNI-style T1 MPRAGE + FDG-PET on one 1 mm
   grid). Each pair also says which axial slices to take (``slices = [..]`` or
   ``slice_range = [start, stop, step]``, else the manifest-wide ``[slicing]`` table).
