@@ -12,9 +12,12 @@ from funfusean_tf.data.io import read_grey
 from funfusean_tf.data.phantom import PhantomConfig, generate_phantom, load_template, phantom_pairs
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(ph.CACHE_ENV_VAR, str(tmp_path / "cache"))
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory):
+    """One cache for this module (the default phantom is generated once), never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ph.CACHE_ENV_VAR, str(tmp_path_factory.mktemp("phantom_cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,8 @@ def test_template_loads_offline_at_1mm(volumes):
 
 def test_default_pairs_shapes_range_and_split_sizes():
     config = PhantomConfig()
+    for stale in ph.cache_dir().glob(f"phantom-{config.cache_key()}.npz"):
+        stale.unlink()
     start = time.perf_counter()
     sets = phantom_pairs(config)
     first = time.perf_counter() - start
@@ -230,7 +235,7 @@ def test_config_validation_and_dict_round_trip():
 
 def test_damaged_cache_is_regenerated(volumes):
     first = generate_phantom(SMALL, volumes=volumes)
-    cached = list(ph.cache_dir().glob("phantom-*.npz"))
+    cached = list(ph.cache_dir().glob(f"phantom-{SMALL.cache_key()}.npz"))
     assert len(cached) == 1
     cached[0].write_bytes(b"not an npz file")
     again = generate_phantom(SMALL, volumes=volumes)
