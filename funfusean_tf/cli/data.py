@@ -64,7 +64,7 @@ def _list(args) -> int:
 
     known = known_manifests()
     if not known:
-        print(f"(no manifest folder found; looked for data_manifests/ beside the package or $FUNFUSEAN_MANIFESTS)")
+        print("(no manifest folder found; looked for data_manifests/ beside the package or $FUNFUSEAN_MANIFESTS)")
     for name, path in known.items():
         try:
             manifest = read_manifest(path)

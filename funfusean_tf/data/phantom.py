@@ -13,8 +13,9 @@ What is simulated
 - **True FDG uptake**: ``activity = gm_uptake * P(GM) + wm_uptake * P(WM) + csf_uptake * P(CSF)``
   with the template's tissue probability maps, ``P(CSF) = 1 - P(GM) - P(WM)`` inside the
   template's brain mask (T1 > 0) and zero uptake outside it. The defaults 4 : 1 : 0 are the
-  grey : white : CSF ratio of the BrainWeb/ Zubal-style FDG phantoms. Partial volume in the
-  1 mm template is therefore modelled as a linear mixture of the tissue probabilities.
+  grey : white : CSF uptake ratio conventionally used for simulated FDG brain PET (the BrainWeb
+  convention). Partial volume in the 1 mm template is modelled as a linear mixture of the
+  tissue probabilities.
 - **Lesion (optional)**: a sphere (centre in MNI millimetres, radius in mm). ``"hot"``: a
   uniform tumour whose uptake is ``lesion_ratio`` times the grey-matter uptake (tumour-to-grey
   ratio), inside the brain mask. ``"hypo"``: the normal uptake inside the sphere multiplied by
@@ -25,7 +26,9 @@ What is simulated
 - **Counting noise**: independent Poisson noise per voxel in image space. The blurred volume is
   scaled so that a voxel of the *mean* (unblurred) brain uptake expects ``counts`` events,
   ``numpy.random.Generator.poisson`` is drawn, and the result scaled back. ``counts = 0`` gives
-  a noiseless image. Deterministic given ``seed`` and the rest of the configuration.
+  a noiseless image. Deterministic given ``seed`` and the rest of the configuration; only the
+  slab of slices the train/test ranges need is drawn, so changing the ranges changes the noise
+  realisation of a given slice.
 
 What is NOT simulated
 ---------------------
@@ -41,13 +44,16 @@ substitute for ADNI.
 Slices
 ------
 Axial slices (the template's third axis) are rotated so that anterior is up and the subject's
-right is on the image's right (neurological convention, as the RAS template is stored), resampled in-plane to ``pixel_mm``
-(1 mm by default, no resampling needed for the 1 mm template) and centre-padded or cropped to
+right is on the image's right (neurological convention, as the RAS template is stored),
+resampled in-plane to ``pixel_mm`` (1 mm by default: no resampling for the 1 mm template) and
+centre-padded or cropped to
 ``image_size`` (256 x 256, like ADNI's 1 mm slices). Slices whose brain area is below
 ``min_brain_fraction`` of the largest axial brain area are skipped. Train and test slices come
 from disjoint ranges of MNI z (millimetres, half-open ``[lo, hi)``); the default ranges leave
 10 mm gaps, more than the PSF's FWHM, so a test slice is not a blurred copy of a training one.
-Every slice is min-max scaled to [0, 1] on its own (:func:`funfusean_tf.data.io.minmax_normalise`).
+Every slice is min-max scaled to [0, 1] on its own (:func:`funfusean_tf.data.io.minmax_normalise`),
+as FunFuseAn scaled its inputs: absolute uptake is lost, ratios within a slice are kept (the
+background is 0, so the minimum is 0).
 
 Results are cached as ``.npz`` under ``$FUNFUSEAN_CACHE`` (default ``~/.cache/funfusean_tf``),
 keyed by a hash of the configuration and of :data:`PHANTOM_MODEL_VERSION`.
