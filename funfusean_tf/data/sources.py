@@ -55,11 +55,16 @@ def load_arrays(data_config, split: str | None = None, progress: bool = False):
     if data_config.source == "phantom":
         from .phantom import PhantomConfig, phantom_pairs
 
-        sets = phantom_pairs(PhantomConfig(**data_config.phantom))
+        sets = phantom_pairs(PhantomConfig.from_dict(data_config.phantom))
         if split not in sets:
             raise ValueError(f"the phantom has splits {sorted(sets)}, not {split!r}")
         mri, pet = sets[split]
         names = [f"phantom_{split}_{i:03d}" for i in range(len(mri))]
+    elif data_config.source == "manifest":
+        from .manifest import manifest_arrays
+
+        root = Path(data_config.root) if data_config.root else None
+        mri, pet, names = manifest_arrays(data_config.manifest, root=root, split=split or None, progress=progress)
     else:
         pairs = pairs_for(data_config, split)
         iterator = pairs
