@@ -35,8 +35,9 @@ from .data.io import atomic_path
 from .data.sources import load_arrays
 from .models.registry import build_model, get_network
 
-__all__ = ["TrainResult", "train", "fit_arrays", "EPOCH_COLUMNS", "read_history"]
+__all__ = ["TrainResult", "train", "fit_arrays", "fusion_objective", "EPOCH_COLUMNS", "read_history"]
 
+#: The columns of epochs.csv for the fusion networks (other objectives log their own keys).
 EPOCH_COLUMNS = ("epoch", "loss", "l_ssim", "l_l2", "ssim_mri", "ssim_pet", "mse_mri", "mse_pet", "seconds")
 
 
@@ -63,12 +64,13 @@ def read_history(path) -> list[dict]:
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
+    columns = list(history[0]) if history else list(EPOCH_COLUMNS)
     with atomic_path(path, suffix=".csv") as tmp:
         with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=EPOCH_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for row in history:
-                writer.writerow({k: row[k] for k in EPOCH_COLUMNS})
+                writer.writerow({k: row[k] for k in columns})
 
 
 class _Checkpoints:
@@ -108,14 +110,32 @@ class _Checkpoints:
         return int(json.loads((path / "state.json").read_text())["epoch"])
 
 
-def _make_step(model, loss, optimizer):
+def fusion_objective(loss):
+    """The objective of the two-input fusion networks: fuse, then the loss's parts against both sources.
+
+    An *objective* is ``objective(model, mri, pet) -> dict`` of per-batch tensors with a
+    ``"total"`` key, computed in training mode; every other key is logged unweighted. A network
+    trained differently (an auto-encoder on single images, say) brings its own objective.
+    """
+
+    def objective(model, mri, pet):
+        fused = model([mri, pet], training=True)
+        return loss.parts(fused, mri, pet)
+
+    return objective
+
+
+#: Column names of epochs.csv for the fusion objective's keys (the paper's L_SSIM and L_l2).
+_COLUMN_NAMES = {"total": "loss", "ssim": "l_ssim", "l2": "l_l2"}
+
+
+def _make_step(model, objective, optimizer):
     spec = tf.TensorSpec(shape=(None, None, None, 1), dtype=tf.float32)
 
     @tf.function(input_signature=[spec, spec], reduce_retracing=True)
     def step(mri, pet):
         with tf.GradientTape() as tape:
-            fused = model([mri, pet], training=True)
-            parts = loss.parts(fused, mri, pet)
+            parts = objective(model, mri, pet)
             total = tf.reduce_mean(parts["total"])
         gradients = tape.gradient(total, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -135,7 +155,11 @@ def fit_arrays(
     progress: bool = True,
     config_text: str | None = None,
 ) -> TrainResult:
-    """Train ``model`` on (N, H, W) stacks with the loop described in the module docstring."""
+    """Train ``model`` on (N, H, W) stacks with the loop described in the module docstring.
+
+    ``loss`` is a FusionLoss (trained through :func:`fusion_objective`) or an objective callable.
+    """
+    objective = loss if not hasattr(loss, "parts") else fusion_objective(loss)
     out = Path(out_dir or train_config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if config_text is not None:
@@ -168,7 +192,7 @@ def fit_arrays(
         if not resume:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
-    step = _make_step(model, loss, optimizer)
+    step = _make_step(model, objective, optimizer)
     writer = tf.summary.create_file_writer(str(out / "tensorboard")) if train_config.tensorboard else None
     batch = train_config.batch_size
     steps_per_epoch = math.ceil(len(mri) / batch)
@@ -197,30 +221,22 @@ def fit_arrays(
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
             if index % 10 == 0:
-                bar.set_postfix(loss=f"{values['total']:.4f}", l_ssim=f"{values['ssim']:.4f}", l_l2=f"{values['l2']:.4f}")
+                bar.set_postfix({_COLUMN_NAMES.get(k, k): f"{v:.4f}" for k, v in list(values.items())[:3]})
         bar.close()
         means = {k: v / steps_per_epoch for k, v in sums.items()}
-        row = {
-            "epoch": epoch,
-            "loss": means["total"],
-            "l_ssim": means["ssim"],
-            "l_l2": means["l2"],
-            "ssim_mri": means["ssim_mri"],
-            "ssim_pet": means["ssim_pet"],
-            "mse_mri": means["mse_mri"],
-            "mse_pet": means["mse_pet"],
-            "seconds": time.perf_counter() - started,
-        }
+        row = {"epoch": epoch, **{_COLUMN_NAMES.get(k, k): v for k, v in means.items()},
+               "seconds": time.perf_counter() - started}
         history.append(row)
         _write_history(history_path, history)
         if writer is not None:
             with writer.as_default(step=epoch):
-                for key in ("loss", "l_ssim", "l_l2", "ssim_mri", "ssim_pet"):
-                    tf.summary.scalar(key, row[key])
+                for key, value in row.items():
+                    if key not in ("epoch", "seconds"):
+                        tf.summary.scalar(key, value)
             writer.flush()
         if progress:
-            print(f"epoch {epoch}/{train_config.epochs}: loss {row['loss']:.5f}  L_SSIM {row['l_ssim']:.5f}  "
-                  f"L_l2 {row['l_l2']:.5f}  ({row['seconds']:.1f} s)")
+            shown = "  ".join(f"{k} {v:.5f}" for k, v in row.items() if k not in ("epoch", "seconds"))
+            print(f"epoch {epoch}/{train_config.epochs}: {shown}  ({row['seconds']:.1f} s)")
         if epoch % train_config.checkpoint_every == 0 or epoch == train_config.epochs:
             checkpoints.save(model, optimizer, epoch)
 
@@ -241,7 +257,7 @@ def train(config: ExperimentConfig, resume: bool = True, progress: bool = True) 
               f"({config.data.source}{': ' + config.data.pair_set if config.data.pair_set else ''}), "
               f"lambda {tc.lambda_}, {tc.epochs} epochs, batch {tc.batch_size} -> {tc.out_dir}")
     model = build_model(config.model)
-    loss = spec.loss(tc.lambda_)
+    loss = spec.loss(tc.lambda_)  # a FusionLoss, or an objective callable for non-fusion training
     return fit_arrays(model, loss, mri, pet, tc, out_dir=tc.out_dir, resume=resume, progress=progress,
                       config_text=to_toml(config))
 
