@@ -224,8 +224,9 @@ def fit_arrays(
                 bar.set_postfix({_COLUMN_NAMES.get(k, k): f"{v:.4f}" for k, v in list(values.items())[:3]})
         bar.close()
         means = {k: v / steps_per_epoch for k, v in sums.items()}
-        row = {"epoch": epoch, **{_COLUMN_NAMES.get(k, k): v for k, v in means.items()},
-               "seconds": time.perf_counter() - started}
+        named = {_COLUMN_NAMES.get(k, k): v for k, v in means.items()}
+        ordered = [k for k in EPOCH_COLUMNS if k in named] + [k for k in named if k not in EPOCH_COLUMNS]
+        row = {"epoch": epoch, **{k: named[k] for k in ordered}, "seconds": time.perf_counter() - started}
         history.append(row)
         _write_history(history_path, history)
         if writer is not None:
