@@ -55,8 +55,9 @@ def chen_blum(fused, a, b) -> float:
 
     def masked_contrast(image):
         filtered = np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(image)) * csf))
-        contrast = np.abs(_gauss_filter_same(filtered, 2.0) / _gauss_filter_same(filtered, 4.0) - 1.0)
-        return contrast**3 / (contrast**2 + 0.0001)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is reported below
+            contrast = np.abs(_gauss_filter_same(filtered, 2.0) / _gauss_filter_same(filtered, 4.0) - 1.0)
+            return contrast**3 / (contrast**2 + 0.0001)
 
     ca, cb, cf = masked_contrast(a), masked_contrast(b), masked_contrast(fused)
     with np.errstate(divide="ignore", invalid="ignore"):
