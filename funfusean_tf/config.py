@@ -32,6 +32,7 @@ __all__ = [
     "ModelConfig",
     "DataConfig",
     "TrainConfig",
+    "SweepConfig",
     "ExperimentConfig",
     "load_config",
     "apply_overrides",
@@ -104,10 +105,37 @@ class TrainConfig:
 
 
 @dataclass
+class SweepConfig:
+    """A sweep over one setting (experiments/*_sweep): one point per value.
+
+    kind = "train": every value of ``parameter`` (a dotted config key, e.g. "train.lambda")
+    trains its own network from the base config; kind = "omega": no training, the colour coding
+    of one set of weights is redrawn for every Omega in ``values``.
+    """
+
+    kind: str = "train"
+    parameter: str = "train.lambda"
+    values: list = field(default_factory=list)
+    #: Pairs the points are scored and shown on: a pair-set name, or "phantom" (its test split).
+    eval_pairs: str = "funfusean_test"
+    eval_split: str = ""
+    #: Phantom test slices written for evaluation when eval_pairs = "phantom".
+    eval_count: int = 10
+    metrics: str = "table1"
+    #: Pairs shown in the image grids.
+    grid_pairs: int = 2
+    #: Weights for an omega sweep ("" = the shipped weights).
+    weights: str = ""
+    omega: float = 0.6
+    out_dir: str = ""
+
+
+@dataclass
 class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     description: str = ""
 
 
@@ -141,17 +169,20 @@ def _coerce(fld: dataclasses.Field, value, where: str):
         return value
     if isinstance(default, dict) and isinstance(value, dict):
         return dict(value)
+    if isinstance(default, list) and isinstance(value, list):
+        return list(value)
     raise ValueError(f"{where}: expected {type(default).__name__}, got {value!r}")
 
 
 def config_from_dict(data: dict, where: str = "config") -> ExperimentConfig:
-    unknown = set(data) - {"model", "data", "train", "description"}
+    unknown = set(data) - {"model", "data", "train", "sweep", "description"}
     if unknown:
-        raise ValueError(f"{where}: unknown table(s) {sorted(unknown)} (known: model, data, train, description)")
+        raise ValueError(f"{where}: unknown table(s) {sorted(unknown)} (known: model, data, train, sweep, description)")
     return ExperimentConfig(
         model=_build(ModelConfig, data.get("model", {}), f"{where} [model]"),
         data=_build(DataConfig, data.get("data", {}), f"{where} [data]"),
         train=_build(TrainConfig, data.get("train", {}), f"{where} [train]"),
+        sweep=_build(SweepConfig, data.get("sweep", {}), f"{where} [sweep]"),
         description=str(data.get("description", "")),
     )
 
@@ -183,8 +214,8 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise ValueError(f"override {item!r}: expected table.key=value, e.g. train.lambda=0.5")
         dotted, text = item.split("=", 1)
         table, key = dotted.strip().split(".", 1)
-        if table not in ("model", "data", "train"):
-            raise ValueError(f"override {item!r}: unknown table {table!r} (model, data, train)")
+        if table not in ("model", "data", "train", "sweep"):
+            raise ValueError(f"override {item!r}: unknown table {table!r} (model, data, train, sweep)")
         target = data.setdefault(table, {})
         if "." in key:  # e.g. data.phantom.fwhm_mm=8
             head, sub = key.split(".", 1)
@@ -196,7 +227,7 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
 
 def to_dict(config: ExperimentConfig) -> dict:
     out = {}
-    for table in ("model", "data", "train"):
+    for table in ("model", "data", "train", "sweep"):
         values = dataclasses.asdict(getattr(config, table))
         out[table] = {_KEY_ALIASES_BACK.get(k, k): v for k, v in values.items()}
     if config.description:

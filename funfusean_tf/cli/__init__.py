@@ -18,6 +18,7 @@ VERBS = {
     "train": ".train",
     "data": ".data",
     "evaluate": ".evaluate",
+    "sweep": ".sweep",
 }
 
 #: Errors that are the user's input, reported as one line and exit status 2 (no traceback).
