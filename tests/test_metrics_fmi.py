@@ -164,7 +164,8 @@ def test_fmi_takes_well_under_a_second_per_256_image():
     a, b = rng.random((256, 256)) * 255, rng.random((256, 256)) * 255
     f = np.round((a + b) / 2)
     fmi(f[:32, :32], a[:32, :32], b[:32, :32])  # warm-up
-    start = time.perf_counter()
+    # CPU time of this process: other jobs on a shared machine do not count against it
+    start = time.process_time()
     fmi(f, a, b)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.5, f"FMI took {elapsed:.2f} s on a 256x256 image"
+    elapsed = time.process_time() - start
+    assert elapsed < 1.0, f"FMI took {elapsed:.2f} s of CPU on a 256x256 image"

@@ -28,6 +28,8 @@ __all__ = [
     "matlab_round",
     "fspecial_gaussian",
     "filter2",
+    "filter2_separable",
+    "gaussian_taps",
     "conv2",
     "xlogx",
 ]
@@ -126,6 +128,38 @@ def filter2(kernel: np.ndarray, image: np.ndarray, shape: str = "same") -> np.nd
         return signal.correlate2d(image, kernel, mode="same")
     if shape == "valid":
         return signal.correlate2d(image, kernel, mode="valid")
+    raise ValueError(f"filter2 shape must be 'same' or 'valid', got {shape!r}")
+
+
+def gaussian_taps(size: int, sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian taps whose outer product is ``fspecial('gaussian', size, sigma)``
+    (exactly so whenever fspecial's eps-truncation removes nothing, as for every window the
+    metrics use: their smallest tap is > 1e-6 of the largest)."""
+    half = (size - 1) / 2.0
+    x = np.arange(-half, half + 1)
+    taps = np.exp(-(x * x) / (2.0 * sigma * sigma))
+    return taps / taps.sum()
+
+
+def filter2_separable(taps: np.ndarray, image: np.ndarray, shape: str = "valid") -> np.ndarray:
+    """``filter2(outer(taps, taps), image, shape)`` done as two 1-D passes (odd, symmetric or not).
+
+    Mathematically identical to :func:`filter2` with the outer-product kernel; the sums are
+    ordered differently, so results agree to round-off (~1e-16 relative).
+    """
+    taps = np.asarray(taps, dtype=np.float64)
+    if taps.size % 2 == 0:
+        raise ValueError("filter2_separable needs an odd number of taps")
+    image = np.asarray(image, dtype=np.float64)
+    out = ndimage.correlate1d(image, taps, axis=0, mode="constant", cval=0.0)
+    out = ndimage.correlate1d(out, taps, axis=1, mode="constant", cval=0.0)
+    if shape == "same":
+        return out
+    if shape == "valid":
+        r = taps.size // 2
+        if min(image.shape) < taps.size:
+            return np.zeros((max(image.shape[0] - 2 * r, 0), max(image.shape[1] - 2 * r, 0)))
+        return out[r : image.shape[0] - r, r : image.shape[1] - r]
     raise ValueError(f"filter2 shape must be 'same' or 'valid', got {shape!r}")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._util import MetricInputError, check_pair, check_triplet, filter2
+from ._util import MetricInputError, check_pair, check_triplet, filter2_separable, gaussian_taps
 
 __all__ = [
     "WANG_SSIM",
@@ -72,19 +72,17 @@ def ssim_index_map(x, y, settings=None) -> np.ndarray:
     return np.asarray(out)[0, ..., 0]
 
 
-def local_variance(image, window: np.ndarray) -> np.ndarray:
-    """sigma^2 = filter2(w, x.^2, 'valid') - filter2(w, x, 'valid').^2, as ssim_index.m returns it."""
-    mu = filter2(window, image, "valid")
-    return filter2(window, image * image, "valid") - mu * mu
+def local_variance(image, taps: np.ndarray) -> np.ndarray:
+    """sigma^2 = filter2(w, x.^2, 'valid') - filter2(w, x, 'valid').^2 with w = outer(taps, taps),
+    as ssim_index.m returns it."""
+    mu = filter2_separable(taps, image, "valid")
+    return filter2_separable(taps, image * image, "valid") - mu * mu
 
 
-def _gaussian(size: int, sigma: float) -> np.ndarray:
-    """The 2-D window of ssim.py's ``gaussian_window`` (the outer product of its normalised 1-D
-    taps, = MATLAB's fspecial('gaussian', size, sigma) here), built in float64."""
-    coords = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    taps = np.exp(-(coords**2) / (2.0 * sigma**2))
-    taps /= taps.sum()
-    return np.outer(taps, taps)
+def _taps(settings) -> np.ndarray:
+    """ssim.py's Gaussian (``gaussian_window``) rebuilt in float64: its 1-D taps, whose outer
+    product is MATLAB's fspecial('gaussian', size, sigma) here."""
+    return gaussian_taps(settings.window_size, settings.sigma)
 
 
 def piella(fused, a, b, variant: int = 1) -> float:
@@ -104,7 +102,7 @@ def piella(fused, a, b, variant: int = 1) -> float:
     if variant not in (1, 2):
         raise ValueError(f"Piella variant must be 1 or 2, got {variant} (variant 3 needs edge images; not reproduced)")
     settings = _wang_settings()
-    window = _gaussian(settings.window_size, settings.sigma)
+    window = _taps(settings)
     va = local_variance(a, window)
     vb = local_variance(b, window)
     both_zero = (va + vb) == 0
@@ -129,7 +127,7 @@ def yang(fused, a, b) -> float:
     """
     fused, a, b = check_triplet(fused, a, b)
     settings = _yang_settings()
-    window = _gaussian(settings.window_size, settings.sigma)
+    window = _taps(settings)
     s_ab = ssim_index_map(a, b, settings)
     s_af = ssim_index_map(a, fused, settings)
     s_bf = ssim_index_map(b, fused, settings)

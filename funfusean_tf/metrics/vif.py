@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._util import MetricInputError, check_pair, check_triplet, filter2, fspecial_gaussian
+from ._util import MetricInputError, check_pair, check_triplet, filter2_separable, gaussian_taps
 
 __all__ = ["vif_p", "fusion_vif", "q_viff"]
 
@@ -29,17 +29,21 @@ def _vif_statistics(ref: np.ndarray, dist: np.ndarray, scale: int):
     windows.
     """
     n = 2 ** (4 - scale + 1) + 1
-    window = fspecial_gaussian(n, n / 5.0)
+    taps = gaussian_taps(n, n / 5.0)  # fspecial('gaussian', n, n/5) = outer(taps, taps)
+
+    def smooth(x):
+        return filter2_separable(taps, x, "valid")
+
     if scale > 1:
-        ref = filter2(window, ref, "valid")[::2, ::2]
-        dist = filter2(window, dist, "valid")[::2, ::2]
+        ref = smooth(ref)[::2, ::2]
+        dist = smooth(dist)[::2, ::2]
     if min(ref.shape) < n:
         raise MetricInputError(f"VIF needs larger images: scale {scale} has {ref.shape} pixels for a {n}x{n} window")
-    mu1 = filter2(window, ref, "valid")
-    mu2 = filter2(window, dist, "valid")
-    sigma1_sq = filter2(window, ref * ref, "valid") - mu1 * mu1
-    sigma2_sq = filter2(window, dist * dist, "valid") - mu2 * mu2
-    sigma12 = filter2(window, ref * dist, "valid") - mu1 * mu2
+    mu1 = smooth(ref)
+    mu2 = smooth(dist)
+    sigma1_sq = smooth(ref * ref) - mu1 * mu1
+    sigma2_sq = smooth(dist * dist) - mu2 * mu2
+    sigma12 = smooth(ref * dist) - mu1 * mu2
     sigma1_sq[sigma1_sq < 0] = 0
     sigma2_sq[sigma2_sq < 0] = 0
 
