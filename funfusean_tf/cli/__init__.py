@@ -18,7 +18,9 @@ VERBS = {
     "train": ".train",
     "data": ".data",
     "evaluate": ".evaluate",
+    "visualize": ".visualize",
     "sweep": ".sweep",
+    "table1": ".table1",
 }
 
 #: Errors that are the user's input, reported as one line and exit status 2 (no traceback).
