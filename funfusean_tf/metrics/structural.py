@@ -15,8 +15,6 @@ import numpy as np
 from ._util import MetricInputError, check_pair, check_triplet, filter2_separable, gaussian_taps
 
 __all__ = [
-    "WANG_SSIM",
-    "YANG_SSIM",
     "ssim_index_map",
     "local_variance",
     "piella",
@@ -28,28 +26,24 @@ __all__ = [
 ]
 
 
-def _settings():
-    from funfusean_tf.ssim import SSIMSettings
-
-    return SSIMSettings
+# The settings are built on first use: importing the metrics must not import TensorFlow.
 
 
 def _wang_settings():
-    # Z. Wang's ssim_index.m defaults: fspecial('gaussian', 11, 1.5), K = [0.01 0.03], L = 255,
-    # filter2(..., 'valid').
-    return _settings()(window_size=11, sigma=1.5, k1=0.01, k2=0.03, data_range=255.0, padding="VALID")
+    """Z. Wang's ssim_index.m defaults: fspecial('gaussian', 11, 1.5), K = [0.01 0.03], L = 255,
+    filter2(..., 'valid')."""
+    from funfusean_tf.ssim import SSIMSettings
+
+    return SSIMSettings(window_size=11, sigma=1.5, k1=0.01, k2=0.03, data_range=255.0, padding="VALID")
 
 
 def _yang_settings():
-    # Yang's ssim_yang (Z. Liu's metricYang.m): fspecial('gaussian', 7, 1.5) and C1 = C2 = 2e-16;
-    # with L = 255 that is K1 = K2 = sqrt(2e-16) / 255.
+    """Yang's ssim_yang (Z. Liu's metricYang.m): fspecial('gaussian', 7, 1.5) and C1 = C2 = 2e-16,
+    i.e. K1 = K2 = sqrt(2e-16) / 255 with L = 255."""
+    from funfusean_tf.ssim import SSIMSettings
+
     k = float(np.sqrt(2e-16) / 255.0)
-    return _settings()(window_size=7, sigma=1.5, k1=k, k2=k, data_range=255.0, padding="VALID")
-
-
-#: Names kept for the docs; built lazily so that importing the metrics does not import TF.
-WANG_SSIM = "11x11 Gaussian sigma 1.5, K = (0.01, 0.03), L = 255, valid filtering (ssim_index.m)"
-YANG_SSIM = "7x7 Gaussian sigma 1.5, C1 = C2 = 2e-16, valid filtering (metricYang.m)"
+    return SSIMSettings(window_size=7, sigma=1.5, k1=k, k2=k, data_range=255.0, padding="VALID")
 
 
 def ssim_index_map(x, y, settings=None) -> np.ndarray:
