@@ -142,6 +142,8 @@ def load_method(name: str = "funfusean", weights=None, model_config: ModelConfig
         model.load_weights(weights)
     except Exception as exc:  # h5py / Keras raise several types for a mismatched file
         raise ValueError(f"{weights}: cannot load these weights into {name} ({exc})") from exc
+    if spec.make_method is not None:
+        return spec.make_method(model, str(weights))
     return NetworkMethod(model, name, str(weights))
 
 

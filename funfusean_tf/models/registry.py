@@ -25,6 +25,10 @@ class NetworkSpec:
     loss: Callable  # (paper lambda: float) -> FusionLoss
     default_lambda: float
     weights_file: str | None = None  # inside funfusean_tf/weights/
+    #: (model with its weights loaded, weights path) -> method object with ``name`` and
+    #: ``__call__(mri, pet) -> fused``, for networks whose fusion is not the Keras model's
+    #: ``model([mri, pet])`` (None: fusion.NetworkMethod).
+    make_method: Callable | None = None
 
 
 def _build_funfusean(model_config) -> keras.Model:
@@ -78,3 +82,62 @@ def shipped_weights(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the shipped weights for {name!r} are missing from this install")
     return path
+
+
+def _build_dilran(model_config) -> keras.Model:
+    from .dilran import build_dilran, split_options
+
+    model_kwargs, loss_options = split_options(model_config.options)
+    model = build_dilran(bn_statistics=model_config.bn_statistics, **model_kwargs)
+    model.dilran_loss = loss_options  # read by DilranObjective during training
+    return model
+
+
+def _dilran_loss(lam: float):
+    # DILRAN's two loss weights are model.options.lambda1 / lambda2 (default 0.2 each): the
+    # objective reads them from the model it trains; train.lambda is not used.
+    from .dilran import DilranObjective
+
+    return DilranObjective()
+
+
+NETWORKS["dilran"] = NetworkSpec(
+    name="dilran",
+    description="DILRAN (Zhou et al. 2022): dilated residual attention auto-encoder, fused in feature space (SFNN)",
+    build=_build_dilran,
+    loss=_dilran_loss,
+    default_lambda=0.2,
+)
+
+
+def _build_sesf(model_config) -> keras.Model:
+    from .sesf import build_sesf_autoencoder, split_options
+
+    model_kwargs, loss_options, fusion_options = split_options(model_config.options)
+    model = build_sesf_autoencoder(bn_statistics=model_config.bn_statistics, **model_kwargs)
+    model.sesf_loss = loss_options  # read by SesfObjective during training
+    model.sesf_fusion = fusion_options  # read by SesfMethod
+    return model
+
+
+def _sesf_loss(lam: float):
+    # The SSIM weight (1000) is model.options.ssim_weight; train.lambda is not used.
+    from .sesf import SesfObjective
+
+    return SesfObjective()
+
+
+def _sesf_method(model, weights):
+    from .sesf import SesfMethod
+
+    return SesfMethod(model, name="sesf", weights=str(weights) if weights is not None else None)
+
+
+NETWORKS["sesf"] = NetworkSpec(
+    name="sesf",
+    description="SESF decision map (Ma et al. 2021; Raj et al. 2024): SE auto-encoder features, spatial-frequency map",
+    build=_build_sesf,
+    loss=_sesf_loss,
+    default_lambda=1000.0,
+    make_method=_sesf_method,
+)
