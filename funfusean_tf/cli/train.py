@@ -31,6 +31,7 @@ def run(args) -> int:
     result = train(config, resume=not args.fresh, progress=not args.quiet)
     last = result.history[-1] if result.history else None
     if last:
-        print(f"final epoch {last['epoch']}: loss {last['loss']:.6f} (L_SSIM {last['l_ssim']:.6f}, L_l2 {last['l_l2']:.6f})")
+        parts = ", ".join(f"{k} {v:.6f}" for k, v in last.items() if k not in ("epoch", "loss", "seconds"))
+        print(f"final epoch {last['epoch']}: loss {last['loss']:.6f} ({parts})")
     print(f"weights: {result.weights}")
     return 0
