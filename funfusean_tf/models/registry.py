@@ -84,6 +84,28 @@ def shipped_weights(name: str) -> Path:
     return path
 
 
+def _build_mdafuse(model_config) -> keras.Model:
+    from .mdafuse import build_from_config
+
+    return build_from_config(model_config)
+
+
+def _mdafuse_loss(lam: float):
+    from ..losses import mdafuse_loss
+
+    return mdafuse_loss(mdafuse_lambda=lam)
+
+
+NETWORKS["mdafuse"] = NetworkSpec(
+    name="mdafuse",
+    description="MdAFuse (Wen et al. 2024): shared coarse/fine/multi-scale extractors, affine fusion, SSIM + l2 loss",
+    build=_build_mdafuse,
+    loss=_mdafuse_loss,
+    default_lambda=0.7,
+    weights_file="mdafuse_lambda0.7.weights.h5",
+)
+
+
 def _build_dilran(model_config) -> keras.Model:
     from .dilran import build_dilran, split_options
 
