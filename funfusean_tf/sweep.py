@@ -236,6 +236,43 @@ def _write_report(result: SweepResult, config: ExperimentConfig, folder: Path, m
     return path
 
 
+def _omega_sweep(config: ExperimentConfig, folder: Path, out: Path, progress: bool) -> SweepResult:
+    """Colour-code one network's contribution maps for every Omega; the grid and a report."""
+    from skimage.color import rgb2hsv
+
+    from .data.io import write_png
+    from .fusion import load_method
+    from .visualize import colour_code, contribution_maps, omega_grid, to_rgb8
+
+    sweep = config.sweep
+    method = load_method(config.model.name, weights=sweep.weights or None)
+    pairs = _evaluation_pairs(config, out)[: max(1, sweep.grid_pairs)]
+    loaded = [load_pair(p.mri, p.pet) for p in pairs]
+    maps = contribution_maps(method, np.stack([m for m, _ in loaded]), np.stack([p for _, p in loaded]))
+    result = SweepResult(out)
+    for omega in sweep.values:
+        coded = colour_code(maps.grad_mri, maps.grad_pet, omega)
+        for pair, image in zip(pairs, coded):
+            write_png(out / "coded" / f"omega_{omega:g}" / f"{pair.name}.png", to_rgb8(image))
+        saturation = float(np.mean([rgb2hsv(np.clip(c, 0, 1))[..., 1].mean() for c in coded]))
+        result.points.append({"label": f"omega_{omega:g}", "value": omega, "mean_saturation": saturation})
+    figure_path = out / "omega_grid.png"
+    omega_grid(maps.grad_mri, maps.grad_pet, omegas=list(sweep.values), fused=maps.fused,
+               row_labels=[p.name for p in pairs], path=figure_path)
+    result.figures.append(figure_path)
+    _write_csv(out / "points.csv", result.points)
+    lines = [f"# Sweep: {folder.name}", "", config.description, "",
+             f"Weights: `{method.weights}`; {len(pairs)} pair(s) of `{sweep.eval_pairs}`; faithful colour coding.",
+             "", "| Omega | mean saturation of the colour-coded image |", "|---|---|"]
+    lines += [f"| {p['value']:g} | {p['mean_saturation']:.4f} |" for p in result.points]
+    lines += ["", "Saturation is Omega times the PET map's saturation, so it must grow linearly with Omega; "
+              "the hue (PET) and value (MRI) channels do not depend on Omega.", "", f"![omega_grid]({figure_path.name})"]
+    result.report = out / "report.md"
+    with atomic_path(result.report, suffix=".md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return result
+
+
 def run_sweep(experiment, overrides: list[str] | None = None, values: list | None = None,
               progress: bool = True) -> SweepResult:
     """Run every point of an experiment folder (skipping finished ones) and write the report."""
@@ -249,9 +286,7 @@ def run_sweep(experiment, overrides: list[str] | None = None, values: list | Non
     out = Path(sweep.out_dir or config.train.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if sweep.kind == "omega":
-        from .visualize import omega_sweep
-
-        return omega_sweep(config, out, progress=progress)
+        return _omega_sweep(config, folder, out, progress)
     if sweep.kind != "train":
         raise ValueError(f"{folder}: sweep.kind must be 'train' or 'omega', got {sweep.kind!r}")
 
