@@ -251,13 +251,13 @@ def _omega_sweep(config: ExperimentConfig, folder: Path, out: Path, progress: bo
     maps = contribution_maps(method, np.stack([m for m, _ in loaded]), np.stack([p for _, p in loaded]))
     result = SweepResult(out)
     for omega in sweep.values:
-        coded = colour_code(maps.grad_mri, maps.grad_pet, omega)
+        coded = colour_code(maps.mri, maps.pet, omega)
         for pair, image in zip(pairs, coded):
             write_png(out / "coded" / f"omega_{omega:g}" / f"{pair.name}.png", to_rgb8(image))
         saturation = float(np.mean([rgb2hsv(np.clip(c, 0, 1))[..., 1].mean() for c in coded]))
         result.points.append({"label": f"omega_{omega:g}", "value": omega, "mean_saturation": saturation})
     figure_path = out / "omega_grid.png"
-    omega_grid(maps.grad_mri, maps.grad_pet, omegas=list(sweep.values), fused=maps.fused,
+    omega_grid(maps.mri, maps.pet, omegas=list(sweep.values), fused=maps.fused,
                row_labels=[p.name for p in pairs], path=figure_path)
     result.figures.append(figure_path)
     _write_csv(out / "points.csv", result.points)
