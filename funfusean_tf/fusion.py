@@ -48,13 +48,17 @@ def _check_inputs(mri, pet):
 class NetworkMethod:
     """A Keras fusion network with its weights, callable on arrays."""
 
-    def __init__(self, model, name: str, weights: str | None = None, batch_size: int = 8):
+    def __init__(self, model, name: str, weights: str | None = None, batch_size: int | None = None):
         import tensorflow as tf
+
+        from .models.layers import uses_batch_statistics
 
         self.model = model
         self.name = name
         self.weights = weights
-        self.batch_size = batch_size
+        # With batch-statistics BatchNorm an image's output depends on its batch companions: fuse
+        # one image per batch, as the originals did (FIDELITY.md F2). Otherwise batches of 8.
+        self.batch_size = batch_size or (1 if uses_batch_statistics(model) else 8)
         spec = tf.TensorSpec((None, None, None, 1), tf.float32)
         self._forward = tf.function(lambda a, b: model([a, b], training=False), input_signature=[spec, spec],
                                     reduce_retracing=True)

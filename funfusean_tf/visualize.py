@@ -98,18 +98,11 @@ def _keras_model(model):
     return inner
 
 
-def _walk_layers(layer):
-    for child in getattr(layer, "layers", ()):
-        yield child
-        yield from _walk_layers(child)
-
-
 def uses_batch_statistics(model) -> bool:
     """True when some BatchNorm of the model normalises with batch statistics at inference."""
-    from .models.layers import BatchStatNormalization
+    from .models.layers import uses_batch_statistics as _uses
 
-    return any(isinstance(layer, BatchStatNormalization) and layer.statistics == "batch"
-               for layer in _walk_layers(_keras_model(model)))
+    return _uses(_keras_model(model))
 
 
 def _first_output(outputs):

@@ -136,3 +136,15 @@ def test_train_cli_with_override(tmp_path, capsys):
     assert (out / "final.weights.h5").is_file()
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml" in capsys.readouterr().err
+
+
+def test_batch_statistics_network_fuses_each_image_alone(rng):
+    """Per-batch BN: fusing a stack must equal fusing each image alone (the originals' batch size 1)."""
+    from funfusean_tf.fusion import NetworkMethod
+
+    method = NetworkMethod(build_funfusean(hf_rule="guarded", bn_statistics="batch"), "funfusean")
+    assert method.batch_size == 1
+    mri, pet = rng.random((3, 24, 24)).astype(np.float32), rng.random((3, 24, 24)).astype(np.float32)
+    stacked = method(mri, pet)
+    alone = np.stack([method(m, p) for m, p in zip(mri, pet)])
+    np.testing.assert_allclose(stacked, alone, rtol=1e-5, atol=1e-6)

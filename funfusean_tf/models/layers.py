@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["BatchStatNormalization", "MaxOverSumFusion", "BN_MODES", "HF_RULES"]
+__all__ = ["uses_batch_statistics", "BatchStatNormalization", "MaxOverSumFusion", "BN_MODES", "HF_RULES"]
 
 PACKAGE = "funfusean_tf"
 
@@ -220,3 +220,19 @@ class ScaledAdaptiveAveragePooling2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "divisor": self.divisor}
+
+
+def _walk_layers(layer):
+    for child in getattr(layer, "layers", ()):
+        yield child
+        yield from _walk_layers(child)
+
+
+def uses_batch_statistics(model) -> bool:
+    """True when some BatchNorm of ``model`` normalises with batch statistics at inference.
+
+    Such a model's output for one image depends on the other images of its batch, so callers
+    that must reproduce the originals (batch size 1, FIDELITY.md F2) feed it one image at a time.
+    """
+    return any(isinstance(layer, BatchStatNormalization) and layer.statistics == "batch"
+               for layer in _walk_layers(model))
