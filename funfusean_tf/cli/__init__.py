@@ -21,6 +21,7 @@ VERBS = {
     "visualize": ".visualize",
     "sweep": ".sweep",
     "table1": ".table1",
+    "export": ".export",
 }
 
 #: Errors that are the user's input, reported as one line and exit status 2 (no traceback).

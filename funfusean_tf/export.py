@@ -1,0 +1,80 @@
+"""Export a fusion network as a TensorFlow SavedModel (and optionally ONNX) for serving.
+
+The SavedModel is written with Keras 3's ``keras.export.ExportArchive`` and has two signatures,
+both with dynamic batch and spatial size, float32, inputs named ``mri`` and ``pet`` (N, H, W, 1)
+in [0, 1]:
+
+- ``serve(mri, pet) -> {"fused"}``: the network's output;
+- ``contributions(mri, pet) -> {"fused", "grad_mri", "grad_pet"}``: the output and the two
+  contribution maps d sum(F) / d I (funfusean_tf.visualize, the same GradientTape computation).
+
+The archive needs nothing from this package to load: ``tf.saved_model.load(path)`` in any
+TensorFlow process (the custom layers are traced into the graph). Note that with per-batch
+BatchNorm statistics (the originals' behaviour, FIDELITY.md F2) each call normalises over the
+whole batch it is given: send one pair per call to reproduce the originals exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["export_saved_model", "export_onnx"]
+
+
+def _signature_functions(model):
+    import tensorflow as tf
+
+    from .visualize import contribution_tensors
+
+    spec = tf.TensorSpec((None, None, None, 1), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32, name="mri"),
+                                  tf.TensorSpec((None, None, None, 1), tf.float32, name="pet")])
+    def serve(mri, pet):
+        return {"fused": model([mri, pet], training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32, name="mri"),
+                                  tf.TensorSpec((None, None, None, 1), tf.float32, name="pet")])
+    def contributions(mri, pet):
+        grad_mri, grad_pet, fused = contribution_tensors(model, mri, pet)
+        return {"fused": fused, "grad_mri": grad_mri, "grad_pet": grad_pet}
+
+    del spec
+    return serve, contributions
+
+
+def export_saved_model(method_or_model, out_dir) -> Path:
+    """Write a SavedModel with the ``serve`` and ``contributions`` signatures to ``out_dir``."""
+    import keras
+
+    model = getattr(method_or_model, "model", method_or_model)
+    if not isinstance(model, keras.Model) or len(model.inputs) != 2:
+        raise ValueError("export needs a Keras fusion network with two inputs [mri, pet]")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: the folder exists and is not empty")
+    serve, contributions = _signature_functions(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serve)
+    archive.add_endpoint("contributions", contributions)
+    archive.write_out(str(out), verbose=False)
+    return out
+
+
+def export_onnx(method_or_model, out_path, opset: int = 17) -> Path:
+    """Write the ``serve`` computation as ONNX with tf2onnx (an optional dependency)."""
+    try:
+        import tf2onnx
+    except ImportError as exc:
+        raise ImportError("ONNX export needs tf2onnx: pip install tf2onnx onnxruntime") from exc
+    import tensorflow as tf
+
+    model = getattr(method_or_model, "model", method_or_model)
+    serve, _ = _signature_functions(model)
+    spec = (tf.TensorSpec((None, None, None, 1), tf.float32, name="mri"),
+            tf.TensorSpec((None, None, None, 1), tf.float32, name="pet"))
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(out))
+    return out

@@ -1,0 +1,80 @@
+"""SavedModel export: a fresh process that never imports funfusean_tf reloads it, outputs equal."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from funfusean_tf.cli import main
+from funfusean_tf.data.datasets import named_pairs
+from funfusean_tf.data.io import load_pair
+from funfusean_tf.fusion import NetworkMethod
+from funfusean_tf.models.funfusean import build_funfusean
+from funfusean_tf.visualize import contribution_maps
+
+pytestmark = pytest.mark.slow
+
+RELOAD = textwrap.dedent("""
+    import sys, numpy as np, tensorflow as tf
+    folder, inputs, out = sys.argv[1:4]
+    assert "funfusean_tf" not in sys.modules
+    loaded = tf.saved_model.load(folder)
+    data = np.load(inputs)
+    results = {}
+    for i in range(len(data["mri"])):
+        mri, pet = data["mri"][i:i + 1, ..., None], data["pet"][i:i + 1, ..., None]
+        served = loaded.signatures["serve"](mri=tf.constant(mri), pet=tf.constant(pet))
+        contributions = loaded.signatures["contributions"](mri=tf.constant(mri), pet=tf.constant(pet))
+        results[f"serve_{i}"] = served["fused"].numpy()
+        for key in ("fused", "grad_mri", "grad_pet"):
+            results[f"{key}_{i}"] = contributions[key].numpy()
+    assert "funfusean_tf" not in sys.modules, "the SavedModel must load without the package"
+    np.savez(out, **results)
+""")
+
+
+def test_saved_model_reloads_in_a_fresh_process_and_matches(shared_data, tmp_path):
+    model = build_funfusean(hf_rule="guarded")
+    weights = tmp_path / "w.weights.h5"
+    model.save_weights(weights)
+    (tmp_path / "w.toml").write_text('[model]\nname = "funfusean"\nhf_rule = "guarded"\n')
+    folder = tmp_path / "saved"
+    assert main(["export", "--model", "funfusean", "--weights", str(weights), "--out", str(folder)]) == 0
+
+    pairs = named_pairs("funfusean_test", root=shared_data)[:2]
+    loaded = [load_pair(p.mri, p.pet) for p in pairs]
+    mri, pet = np.stack([m for m, _ in loaded]), np.stack([p for _, p in loaded])
+    np.savez(tmp_path / "inputs.npz", mri=mri, pet=pet)
+    subprocess.run([sys.executable, "-c", RELOAD, str(folder), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+                   check=True, cwd=tmp_path, capture_output=True)
+    got = np.load(tmp_path / "out.npz")
+
+    method = NetworkMethod(model, "funfusean")
+    maps = contribution_maps(method, mri, pet)
+    for i in range(len(mri)):
+        np.testing.assert_allclose(got[f"serve_{i}"][0, ..., 0], method(mri[i], pet[i]), atol=1e-5)
+        np.testing.assert_allclose(got[f"fused_{i}"][0, ..., 0], maps.fused[i], atol=1e-5)
+        scale = np.abs(maps.mri[i]).max()
+        np.testing.assert_allclose(got[f"grad_mri_{i}"][0, ..., 0] / scale, maps.mri[i] / scale, atol=1e-5)
+        np.testing.assert_allclose(got[f"grad_pet_{i}"][0, ..., 0] / scale, maps.pet[i] / scale, atol=1e-5)
+
+    cli = shutil.which("saved_model_cli") or str(Path(sys.executable).with_name("saved_model_cli"))
+    shown = subprocess.run([cli, "show", "--dir", str(folder), "--all"], capture_output=True, text=True, check=True).stdout
+    assert "signature_def['serve']" in shown and "signature_def['contributions']" in shown
+
+
+def test_export_refuses_a_classical_method_and_a_used_folder(tmp_path, capsys):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    assert main(["export", "--model", "gff", "--out", str(tmp_path / "a")]) == 2
+    model = build_funfusean(hf_rule="guarded")
+    weights = tmp_path / "w.weights.h5"
+    model.save_weights(weights)
+    assert main(["export", "--weights", str(weights), "--out", str(tmp_path / "used")]) != 0
+    assert "not empty" in capsys.readouterr().err
