@@ -37,7 +37,9 @@ def score_set(method, exact_model, name, split):
         fused = method(mri, pet)
         assert np.all(np.isfinite(fused))
         scaled = to_uint8(fused).astype(np.float32)[None, ..., None] / 255.0
-        rows.append((float(ssim(scaled, mri[None, ..., None])[0]), float(ssim(scaled, pet[None, ..., None])[0])))
+        raw = fused.astype(np.float32)[None, ..., None]
+        rows.append((float(ssim(scaled, mri[None, ..., None])[0]), float(ssim(scaled, pet[None, ..., None])[0]),
+                     float(ssim(raw, mri[None, ..., None])[0]), float(ssim(raw, pet[None, ..., None])[0])))
         report = high_frequency_report(exact_model, mri[None, ..., None], pet[None, ..., None])
         for key in totals:
             totals[key] += report[key]
@@ -58,14 +60,17 @@ def main() -> None:
     exact = load_method("funfusean", weights=weights,
                         model_config=dataclasses.replace(config, hf_rule="exact")).model
     lines = [f"# FunFuseAn weights on real test pairs\n", f"weights: `{weights.name}` (hf_rule {config.hf_rule})\n",
-             "| set | pairs | NaN pairs | SSIM(F, MRI) | SSIM(F, PET) | exact rule: non-finite / elements | near-zero sums (abs < 1e-3) | pairs whose exact-rule output has NaN/inf |",
-             "|---|---|---|---|---|---|---|---|"]
+             "SSIM of the 8-bit file (F min-max scaled, / 255) and of the raw network output (tanh range, as the loss sees it).\n",
+             "| set | pairs | NaN pairs | SSIM(F8, MRI) | SSIM(F8, PET) | SSIM(F, MRI) raw | SSIM(F, PET) raw | exact rule: non-finite / elements | near-zero sums (abs < 1e-3) | pairs whose exact-rule output has NaN/inf |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, split in SETS:
         n, values, totals, exact_nan = score_set(method, exact, name, split)
         label = f"{name}" + (f" ({split})" if split else "")
         lines.append(
             f"| {label} | {n} | 0 | {values[:, 0].mean():.4f} +- {values[:, 0].std():.4f} | "
-            f"{values[:, 1].mean():.4f} +- {values[:, 1].std():.4f} | {totals['nonfinite']} / {totals['elements']} | "
+            f"{values[:, 1].mean():.4f} +- {values[:, 1].std():.4f} | "
+            f"{values[:, 2].mean():.4f} +- {values[:, 2].std():.4f} | {values[:, 3].mean():.4f} +- {values[:, 3].std():.4f} | "
+            f"{totals['nonfinite']} / {totals['elements']} | "
             f"{totals['near_zero_denominator']} ({100 * totals['near_zero_denominator'] / totals['elements']:.3f} %) | "
             f"{exact_nan} / {n} |")
     text = "\n".join(lines) + "\n"
