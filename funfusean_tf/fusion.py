@@ -25,18 +25,25 @@ from .data.pairs import ImagePair
 __all__ = ["NetworkMethod", "load_method", "available_methods", "fuse", "fuse_pairs", "FusedPair"]
 
 
-def _as_stack(image, name: str) -> tuple[np.ndarray, bool]:
-    array = np.asarray(image, dtype=np.float32)
+def as_stack(image, name: str, dtype=np.float32) -> tuple[np.ndarray, bool]:
+    """(H, W), (N, H, W) or (N, H, W, 1) -> ((N, H, W) array, whether the input was one image).
+
+    ``dtype=None`` keeps the input's floating type (float64 for finite-difference checks).
+    """
+    array = np.asarray(image) if dtype is None else np.asarray(image, dtype=dtype)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
     if array.ndim == 2:
         return array[None], True
     if array.ndim == 3:
         return array, False
-    raise ValueError(f"{name}: expected an (H, W) image or an (N, H, W) stack, got shape {array.shape}")
+    raise ValueError(f"{name}: expected an (H, W) image or an (N, H, W) stack, got shape {np.shape(image)}")
 
 
-def _check_inputs(mri, pet):
-    mri, single = _as_stack(mri, "mri")
-    pet, _ = _as_stack(pet, "pet")
+def check_pair(mri, pet, dtype=np.float32):
+    """Both inputs as stacks of one shape, finite; returns (mri, pet, single)."""
+    mri, single = as_stack(mri, "mri", dtype)
+    pet, _ = as_stack(pet, "pet", dtype)
     if mri.shape != pet.shape:
         raise ValueError(f"mri {mri.shape[-2:]} and pet {pet.shape[-2:]} differ in size")
     for name, array in (("mri", mri), ("pet", pet)):
@@ -64,7 +71,7 @@ class NetworkMethod:
                                     reduce_retracing=True)
 
     def __call__(self, mri, pet) -> np.ndarray:
-        mri, pet, single = _check_inputs(mri, pet)
+        mri, pet, single = check_pair(mri, pet)
         outputs = []
         for start in range(0, len(mri), self.batch_size):
             a = mri[start : start + self.batch_size, ..., None]
@@ -91,7 +98,7 @@ class _BaselineMethod:
     def __call__(self, mri, pet) -> np.ndarray:
         from .baselines import fuse_baseline
 
-        mri, pet, single = _check_inputs(mri, pet)
+        mri, pet, single = check_pair(mri, pet)
         fused = np.stack([fuse_baseline(self.name, m, p, **self.params) for m, p in zip(mri, pet)]).astype(np.float32)
         return fused[0] if single else fused
 

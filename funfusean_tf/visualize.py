@@ -294,25 +294,15 @@ def _engine(model, jit_compile: bool, split_input_convs: bool | None = None) -> 
 
 
 def _as_batch(image, name: str) -> tuple[np.ndarray, bool]:
-    array = np.asarray(image)
-    if array.ndim == 4 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        return array[None], True
-    if array.ndim == 3:
-        return array, False
-    raise ValueError(f"{name}: expected an (H, W) image or an (N, H, W) stack, got shape {np.shape(image)}")
+    from .fusion import as_stack
+
+    return as_stack(image, name, dtype=None)
 
 
 def _inputs(mri, pet):
-    mri, single = _as_batch(mri, "mri")
-    pet, _ = _as_batch(pet, "pet")
-    if mri.shape != pet.shape:
-        raise ValueError(f"mri {mri.shape} and pet {pet.shape} differ in shape")
-    for name, array in (("mri", mri), ("pet", pet)):
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name}: the image contains NaN or infinite values")
-    return mri, pet, single
+    from .fusion import check_pair
+
+    return check_pair(mri, pet, dtype=None)
 
 
 def _run(model, mri, pet, batch_size, jit_compile, cotangent=None) -> ContributionMaps:
