@@ -20,7 +20,8 @@ import tensorflow as tf  # noqa: E402
 
 from funfusean_tf.losses import funfusean_loss  # noqa: E402
 from funfusean_tf.models.funfusean import build_funfusean  # noqa: E402
-from funfusean_tf.training import TrainConfig, _make_step, fusion_objective  # noqa: E402
+from funfusean_tf.config import TrainConfig  # noqa: E402
+from funfusean_tf.training import _make_step, fusion_objective  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
