@@ -29,6 +29,7 @@ __all__ = [
     "minmax_normalise",
     "load_image",
     "load_pair",
+    "centre_fit",
     "to_uint8",
     "write_png",
     "write_npy",
@@ -157,6 +158,17 @@ def load_pair(mri_path, pet_path) -> tuple[np.ndarray, np.ndarray]:
             "a pair must have the same size"
         )
     return mri, pet
+
+
+def centre_fit(image: np.ndarray, size: int, dtype=None) -> np.ndarray:
+    """Centre crop and/or zero-pad a 2-D image to size x size (both axes independently)."""
+    out = np.zeros((size, size), dtype=dtype or image.dtype)
+    h, w = image.shape
+    sr, dr = max(0, (h - size) // 2), max(0, (size - h) // 2)
+    sc, dc = max(0, (w - size) // 2), max(0, (size - w) // 2)
+    nh, nw = min(h, size), min(w, size)
+    out[dr:dr + nh, dc:dc + nw] = image[sr:sr + nh, sc:sc + nw]
+    return out
 
 
 def to_uint8(fused: np.ndarray, name: str = "fused image") -> np.ndarray:

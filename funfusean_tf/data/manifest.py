@@ -265,13 +265,9 @@ def _slice_list(entry: dict, defaults: dict, depth: int, where: str) -> list[int
 
 def _centre_fit(image: np.ndarray, size: int) -> np.ndarray:
     """Centre crop or zero-pad a 2-D image to size x size."""
-    out = np.zeros((size, size), dtype=image.dtype)
-    h, w = image.shape
-    sr, dr = max(0, (h - size) // 2), max(0, (size - h) // 2)
-    sc, dc = max(0, (w - size) // 2), max(0, (size - w) // 2)
-    nh, nw = min(h, size), min(w, size)
-    out[dr:dr + nh, dc:dc + nw] = image[sr:sr + nh, sc:sc + nw]
-    return out
+    from .io import centre_fit
+
+    return centre_fit(image, size)
 
 
 def _load_canonical(path: Path) -> tuple[np.ndarray, np.ndarray]:

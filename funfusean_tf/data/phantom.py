@@ -328,15 +328,9 @@ def _to_image(axial: np.ndarray, voxel_mm: tuple[float, float], config: PhantomC
         from scipy import ndimage
 
         image = ndimage.zoom(image, zoom, order=order, mode="constant", cval=0.0, grid_mode=True)
-    size = config.image_size
-    out = np.zeros((size, size), dtype=np.float32)
-    h, w = image.shape
-    # centre crop (source window) and centre pad (destination window)
-    sr, dr = max(0, (h - size) // 2), max(0, (size - h) // 2)
-    sc, dc = max(0, (w - size) // 2), max(0, (size - w) // 2)
-    nh, nw = min(h, size), min(w, size)
-    out[dr:dr + nh, dc:dc + nw] = image[sr:sr + nh, sc:sc + nw]
-    return out
+    from .io import centre_fit
+
+    return centre_fit(image, config.image_size, dtype=np.float32)
 
 
 def simulate_volumes(config: PhantomConfig, volumes: PhantomVolumes | None = None):
