@@ -41,3 +41,16 @@ def test_quick_lambda_sweep_runs_end_to_end_and_resumes(tmp_path):
     stamp = history.stat().st_mtime_ns
     assert main(["sweep", str(experiment), "--values", "0.2", "--quiet", *sum((["--set", o] for o in overrides), [])]) == 0
     assert history.stat().st_mtime_ns == stamp  # the finished point was skipped, not retrained
+
+
+def test_quick_omega_sweep(tmp_path):
+    experiment = REPO / "experiments" / "funfusean_omega_sweep_quick"
+    result = run_sweep(experiment, overrides=[f'sweep.out_dir="{tmp_path.as_posix()}/omega"', "sweep.eval_count=1",
+                                              "sweep.grid_pairs=1"], values=[0.0, 0.5, 1.0], progress=False)
+    out = tmp_path / "omega"
+    assert (out / "omega_grid.png").is_file() and (out / "report.md").is_file()
+    saturation = [p["mean_saturation"] for p in result.points]
+    # S = Omega * S_pet (skimage hsv2rgb/rgb2hsv round trip): zero at Omega 0, linear in Omega.
+    assert saturation[0] == pytest.approx(0.0, abs=1e-9)
+    assert saturation[2] == pytest.approx(2 * saturation[1], rel=1e-6)
+    assert len(list((out / "coded" / "omega_0.5").glob("*.png"))) == 1
