@@ -262,7 +262,7 @@ def _omega_sweep(config: ExperimentConfig, folder: Path, out: Path, progress: bo
     result.figures.append(figure_path)
     _write_csv(out / "points.csv", result.points)
     lines = [f"# Sweep: {folder.name}", "", config.description, "",
-             f"Weights: `{method.weights}`; {len(pairs)} pair(s) of `{sweep.eval_pairs}`; faithful colour coding.",
+             f"Weights: `{Path(str(method.weights)).name}`; {len(pairs)} pair(s) of `{sweep.eval_pairs}`; faithful colour coding.",
              "", "| Omega | mean saturation of the colour-coded image |", "|---|---|"]
     lines += [f"| {p['value']:g} | {p['mean_saturation']:.4f} |" for p in result.points]
     lines += ["", "Saturation is Omega times the PET map's saturation, so it must grow linearly with Omega; "
