@@ -19,37 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .data.io import ImageReadError, load_pair, to_uint8, write_npy, write_png
+from .data.io import ImageReadError, as_stack, check_pair, load_pair, to_uint8, write_npy, write_png  # noqa: F401
 from .data.pairs import ImagePair
 
 __all__ = ["NetworkMethod", "load_method", "available_methods", "fuse", "fuse_pairs", "FusedPair"]
-
-
-def as_stack(image, name: str, dtype=np.float32) -> tuple[np.ndarray, bool]:
-    """(H, W), (N, H, W) or (N, H, W, 1) -> ((N, H, W) array, whether the input was one image).
-
-    ``dtype=None`` keeps the input's floating type (float64 for finite-difference checks).
-    """
-    array = np.asarray(image) if dtype is None else np.asarray(image, dtype=dtype)
-    if array.ndim == 4 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        return array[None], True
-    if array.ndim == 3:
-        return array, False
-    raise ValueError(f"{name}: expected an (H, W) image or an (N, H, W) stack, got shape {np.shape(image)}")
-
-
-def check_pair(mri, pet, dtype=np.float32):
-    """Both inputs as stacks of one shape, finite; returns (mri, pet, single)."""
-    mri, single = as_stack(mri, "mri", dtype)
-    pet, _ = as_stack(pet, "pet", dtype)
-    if mri.shape != pet.shape:
-        raise ValueError(f"mri {mri.shape[-2:]} and pet {pet.shape[-2:]} differ in size")
-    for name, array in (("mri", mri), ("pet", pet)):
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name}: the image contains NaN or infinite values")
-    return mri, pet, single
 
 
 class NetworkMethod:

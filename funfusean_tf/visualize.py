@@ -294,13 +294,13 @@ def _engine(model, jit_compile: bool, split_input_convs: bool | None = None) -> 
 
 
 def _as_batch(image, name: str) -> tuple[np.ndarray, bool]:
-    from .fusion import as_stack
+    from .data.io import as_stack
 
     return as_stack(image, name, dtype=None)
 
 
 def _inputs(mri, pet):
-    from .fusion import check_pair
+    from .data.io import check_pair
 
     return check_pair(mri, pet, dtype=None)
 

@@ -29,6 +29,8 @@ __all__ = [
     "minmax_normalise",
     "load_image",
     "load_pair",
+    "as_stack",
+    "check_pair",
     "centre_fit",
     "to_uint8",
     "write_png",
@@ -158,6 +160,33 @@ def load_pair(mri_path, pet_path) -> tuple[np.ndarray, np.ndarray]:
             "a pair must have the same size"
         )
     return mri, pet
+
+
+def as_stack(image, name: str, dtype=np.float32) -> tuple[np.ndarray, bool]:
+    """(H, W), (N, H, W) or (N, H, W, 1) -> ((N, H, W) array, whether the input was one image).
+
+    ``dtype=None`` keeps the input's floating type (float64 for finite-difference checks).
+    """
+    array = np.asarray(image) if dtype is None else np.asarray(image, dtype=dtype)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        return array[None], True
+    if array.ndim == 3:
+        return array, False
+    raise ValueError(f"{name}: expected an (H, W) image or an (N, H, W) stack, got shape {np.shape(image)}")
+
+
+def check_pair(mri, pet, dtype=np.float32):
+    """Both inputs as stacks of one shape, finite; returns (mri, pet, single)."""
+    mri, single = as_stack(mri, "mri", dtype)
+    pet, _ = as_stack(pet, "pet", dtype)
+    if mri.shape != pet.shape:
+        raise ValueError(f"mri {mri.shape[-2:]} and pet {pet.shape[-2:]} differ in size")
+    for name, array in (("mri", mri), ("pet", pet)):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name}: the image contains NaN or infinite values")
+    return mri, pet, single
 
 
 def centre_fit(image: np.ndarray, size: int, dtype=None) -> np.ndarray:

@@ -371,9 +371,9 @@ class SesfMethod:
         return np.concatenate(out)
 
     def maps(self, mri, pet) -> list[dict]:
-        from ..fusion import _check_inputs
+        from ..data.io import check_pair
 
-        mri, pet, _ = _check_inputs(mri, pet)
+        mri, pet, _ = check_pair(mri, pet)
         act_mri = spatial_frequency_activity(self.features(mri), self.options.kernel_radius)
         act_pet = spatial_frequency_activity(self.features(pet), self.options.kernel_radius)
         results = []
