@@ -34,8 +34,9 @@ def main() -> None:
     pairs = resolve_pairs(reference / "sources")
     out = Path(args.out)
     columns_by_method = {}
-    for label, method in (("MdAFuse (ours, shipped)", load_method("mdafuse", weights=args.mdafuse_weights)),
-                          ("FunFuseAn (ours, shipped)", load_method("funfusean"))):
+    mdafuse = load_method("mdafuse", weights=args.mdafuse_weights)
+    for label, method in ((f"MdAFuse (ours, {Path(mdafuse.weights).parent.name}/{Path(mdafuse.weights).name})", mdafuse),
+                          ("FunFuseAn (ours, shipped lambda 0.8)", load_method("funfusean"))):
         fused_dir = out / "fused" / method.name
         fuse_pairs(pairs, fused_dir, method=method, progress=False)
         columns_by_method[label] = evaluate(pairs, fused_dir, preset="mdafuse", out=out / f"{method.name}.csv",
