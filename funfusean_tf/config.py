@@ -48,9 +48,10 @@ class ModelConfig:
     #: FunFuseAn: "paper" (MRI -> 9x9 / 3-3-3, as the paper and the first code) or "shipped"
     #: (the released code's swapped call network(mri, pet) against def network(pet, mri)).
     wiring: str = "paper"
-    #: "batch": BatchNorm always uses the current batch's statistics (the originals);
-    #: "moving": Keras' moving averages at inference.
-    bn_statistics: str = "batch"
+    #: "batch": BatchNorm always uses the current batch's statistics (FunFuseAn's code);
+    #: "moving": moving averages at inference (MdAFuse's and SESF's test code);
+    #: "" = the network's own default, as its original code does it.
+    bn_statistics: str = ""
     #: FunFuseAn high-frequency rule max(a,b)/(a+b): "exact" (no epsilon) or "guarded".
     hf_rule: str = "exact"
     hf_eps: float = 1e-3

@@ -39,3 +39,14 @@ def test_unknown_key_names_file_and_key(tmp_path):
     broken.write_text("[train\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(broken)
+
+
+def test_unset_bn_statistics_take_each_networks_own_default():
+    from funfusean_tf.config import ModelConfig
+    from funfusean_tf.models.layers import uses_batch_statistics
+    from funfusean_tf.models.registry import build_model, resolve_model_config
+
+    assert resolve_model_config(ModelConfig(name="funfusean")).bn_statistics == "batch"  # FunFuseAn's code
+    assert resolve_model_config(ModelConfig(name="mdafuse")).bn_statistics == "moving"  # MdAFuse's eval()
+    assert resolve_model_config(ModelConfig(name="mdafuse", bn_statistics="batch")).bn_statistics == "batch"
+    assert uses_batch_statistics(build_model(ModelConfig(name="funfusean", hf_rule="guarded")))

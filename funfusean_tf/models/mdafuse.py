@@ -405,4 +405,4 @@ def build_from_config(model_config) -> keras.Model:
             raise ValueError(f"mdafuse has no model.{field} (a FunFuseAn option); leave it out of the config")
     options = {**OPTIONS, **model_config.options}
     return build_mdafuse(affine=options["affine"], fusion_order=options["fusion_order"],
-                         bn_statistics=model_config.bn_statistics)
+                         bn_statistics=model_config.bn_statistics or "moving")

@@ -69,8 +69,22 @@ def get_network(name: str) -> NetworkSpec:
     return NETWORKS[name]
 
 
+#: Each network's BatchNorm statistics at inference when the config leaves them unset (""): what
+#: its original code does (FIDELITY.md: FunFuseAn F2; MdAFuse and SESF call eval() before fusing).
+DEFAULT_BN_STATISTICS = {"funfusean": "batch", "mdafuse": "moving", "dilran": "batch", "sesf": "moving"}
+
+
+def resolve_model_config(model_config):
+    """The config with bn_statistics = "" replaced by the network's own default."""
+    import dataclasses
+
+    if model_config.bn_statistics:
+        return model_config
+    return dataclasses.replace(model_config, bn_statistics=DEFAULT_BN_STATISTICS.get(model_config.name, "batch"))
+
+
 def build_model(model_config) -> keras.Model:
-    return get_network(model_config.name).build(model_config)
+    return get_network(model_config.name).build(resolve_model_config(model_config))
 
 
 def shipped_weights(name: str) -> Path:
