@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .data.io import ImageReadError, as_stack, check_pair, load_pair, to_uint8, write_npy, write_png  # noqa: F401
+from .data.io import check_pair, load_pair, to_uint8, write_npy, write_png
 from .data.pairs import ImagePair
 
 __all__ = ["NetworkMethod", "load_method", "available_methods", "fuse", "fuse_pairs", "FusedPair"]
@@ -192,5 +192,3 @@ def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None
             write_npy(result.npy, result.fused.astype(np.float32))
     return results
 
-
-__all__ += ["ImageReadError"]

@@ -18,7 +18,6 @@ Output folder layout (``train.out_dir``)::
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import shutil
@@ -261,7 +260,3 @@ def train(config: ExperimentConfig, resume: bool = True, progress: bool = True) 
     loss = spec.loss(tc.lambda_)  # a FusionLoss, or an objective callable for non-fusion training
     return fit_arrays(model, loss, mri, pet, tc, out_dir=tc.out_dir, resume=resume, progress=progress,
                       config_text=to_toml(config))
-
-
-def replace_train(config: ExperimentConfig, **changes) -> ExperimentConfig:
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
