@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -15,10 +16,26 @@ from funfusean_tf.fusion import NetworkMethod
 from funfusean_tf.ssim import ssim
 
 
-def test_shipped_weights_carry_their_training_config():
-    weights = shipped_weights("funfusean")
+#: Every network that ships weights, and the untrained network its weights are compared with.
+SHIPPED = ("funfusean", "mdafuse", "sesf", "dilran")
+
+
+def _untrained(name):
+    from funfusean_tf.models.registry import build_model, get_network
+
+    config = trained_model_config(shipped_weights(name))
+    model = build_model(config)
+    spec = get_network(name)
+    return spec.make_method(model, None) if spec.make_method else NetworkMethod(model, f"untrained {name}")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_carry_their_training_config(name):
+    weights = shipped_weights(name)
     config = trained_model_config(weights)
-    assert config is not None and config.name == "funfusean" and config.hf_rule == "guarded"
+    assert config is not None and config.name == name
+    if name == "funfusean":
+        assert config.hf_rule == "guarded"
 
 
 def _mean_ssims(method, pairs):
@@ -33,12 +50,23 @@ def _mean_ssims(method, pairs):
 
 
 @pytest.mark.parametrize("name,split", [("funfusean_test", None), ("harvard_pet_mri", "test")])
-def test_shipped_weights_fuse_real_test_pairs_better_than_untrained(shared_data, name, split):
+def test_shipped_funfusean_weights_fuse_real_test_pairs_better_than_untrained(shared_data, name, split):
     pairs = named_pairs(name, split=split, root=shared_data)
     trained = _mean_ssims(load_method("funfusean"), pairs)
     untrained = _mean_ssims(NetworkMethod(build_funfusean(hf_rule="guarded"), "untrained"), pairs[:5])
     # Training raised the similarity of the fused image to BOTH sources (the loss's two SSIM terms).
     assert trained[0] > untrained[0] and trained[1] > untrained[1]
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "funfusean"])
+def test_other_shipped_weights_fuse_real_pairs_better_than_untrained(shared_data, name):
+    """On 4 of FunFuseAn's real test pairs (none seen in training): finite output, and a higher
+    SSIM of the fused image to each source than the same network untrained."""
+    pairs = named_pairs("funfusean_test", root=shared_data)[:4]
+    keras.utils.set_random_seed(0)
+    trained = _mean_ssims(load_method(name), pairs)
+    untrained = _mean_ssims(_untrained(name), pairs)
+    assert trained[0] > untrained[0] and trained[1] > untrained[1], (trained, untrained)
 
 
 def test_demo_writes_images_and_scores(tmp_path, capsys):
