@@ -156,7 +156,9 @@ def test_fmi_rejects_bad_input():
     with pytest.raises(ValueError):
         fmi(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8)), window=4)
     with pytest.raises(NotImplementedError):
-        fmi(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8)), feature="edge")
+        fmi(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8)), feature="wavelet")
+    with pytest.raises(ValueError):
+        fmi(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8)), feature="canny")
 
 
 def test_fmi_takes_well_under_a_second_per_256_image():

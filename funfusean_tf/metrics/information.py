@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._util import MetricInputError, as_image, check_pair, check_triplet, matlab_round, xlogx
+from ._util import MetricInputError, as_image, check_pair, check_triplet, matlab_edge_sobel, matlab_round, xlogx
 
 __all__ = [
     "entropy",
@@ -242,18 +242,22 @@ def _fmi_features(image: np.ndarray, feature: str) -> np.ndarray:
         # MATLAB gradient(I) with one output: the x (column) derivative, central differences
         # inside and one-sided differences at the borders, as numpy.gradient.
         return np.gradient(image, axis=1)
+    if feature == "edge":
+        # MATLAB edge(I): Sobel, automatic threshold, thinning (fmi.m's default feature); the
+        # logical map becomes 0/1 doubles in the windows.
+        return matlab_edge_sobel(image).astype(np.float64)
     if feature == "dct":
         from scipy.fft import dctn
 
         return dctn(image, norm="ortho")  # MATLAB dct2
-    if feature in ("edge", "wavelet"):
+    if feature == "wavelet":
         raise NotImplementedError(
-            f"FMI feature {feature!r} is not reproduced: MATLAB's edge() (Sobel with automatic "
-            "threshold and thinning) and dwt2(..., 'dmey') (MATLAB's 102-tap Meyer filter) have no "
-            "bit-faithful numpy equivalent here; use 'none' (pixels, the FunFuseAn convention), "
-            "'gradient' or 'dct'"
+            "FMI feature 'wavelet' is not reproduced: MATLAB's dwt2(..., 'dmey') (its 102-tap "
+            "discrete Meyer filter, periodisation mode and rerange) has no bit-faithful numpy "
+            "equivalent here; use 'none' (pixels, the FunFuseAn convention), 'edge' (MATLAB "
+            "edge(I), fmi.m's default), 'gradient' or 'dct'"
         )
-    raise ValueError(f"unknown FMI feature {feature!r}; use 'none', 'gradient' or 'dct'")
+    raise ValueError(f"unknown FMI feature {feature!r}; use 'none', 'edge', 'gradient' or 'dct'")
 
 
 def _windows(image: np.ndarray, w: int) -> np.ndarray:
@@ -389,6 +393,12 @@ def fmi(fused, a, b, window: int = 3, feature: str = "none") -> float:
     """Q_FMI: the mean of :func:`fmi_map` over all windows (pixel features, 3 x 3 by default).
 
     FunFuseAn's Table 1 column (the authors' fmi.m returns the map; its mean is the score).
+    DILRAN's ``MI&FMI/analysis_fmi.m`` is the same Haghighat code returning ``mean2`` of the map;
+    its ``main.m`` passes no feature argument, so the feature is that function's default,
+    ``'edge'`` (MATLAB ``edge(I)``, :func:`~funfusean_tf.metrics._util.matlab_edge_sobel`), on
+    ``double`` 0-255 images: ``fmi(f, a, b, 3, "edge")``.
+    Features: 'none' (pixels), 'edge' (binary MATLAB Sobel edge maps), 'gradient' (MATLAB
+    ``gradient``, x part), 'dct' (``dct2``); 'wavelet' is not reproduced.
     Range [0, 1] up to round-off, higher is better; fmi(x, x, x) = 1; symmetric in the sources.
     """
     return float(np.mean(fmi_map(fused, a, b, window=window, feature=feature)))
