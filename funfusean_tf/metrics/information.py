@@ -20,6 +20,7 @@ __all__ = [
     "mutual_information_histcounts",
     "mutual_information_levels",
     "mutual_information_uint8",
+    "mutual_information_dwinnell_matlab",
     "fusion_mi",
     "ncie",
     "fmi",
@@ -169,6 +170,48 @@ def mutual_information_uint8(x, y, base: float = np.e) -> float:
     pab = np.histogram2d(xu, yu, 256, [[0, 255], [0, 255]])[0] / size
     h = lambda p: -np.sum(p * np.log(p + 1e-20))  # noqa: E731 - the authors' formula
     return float((h(pa) + h(pb) - h(pab)) / np.log(base))
+
+
+def _dwinnell_joint_entropy(records: np.ndarray) -> float:
+    """Will Dwinnell's ``JointEntropy(X)`` as MATLAB evaluates it (bits).
+
+    Each row of X is one record; identical rows get one symbol index (``sortrows``, row
+    differences, ``cumsum``: the indices 1..k as doubles), and MATLAB's ``entropy`` is applied
+    to that double vector. ``entropy`` passes non-logical input through ``im2uint8``, which for
+    doubles computes round(255 v) saturated to [0, 255]: every index >= 1 becomes 255, so the
+    histogram has a single bin and the result is 0 for any X. Computed literally (not
+    short-cut) so that the quirk is visible: :func:`entropy` with ``data_range=1`` is MATLAB's
+    ``entropy`` of a double array.
+    """
+    _, symbols = np.unique(records, axis=0, return_inverse=True)
+    vector_x = symbols.reshape(-1).astype(np.float64) + 1.0  # cumsum(Delta): 1, 2, ..., k
+    return entropy(vector_x[:, None], data_range=1.0) + 0.0  # (+ 0.0: -0.0 -> 0.0)
+
+
+def mutual_information_dwinnell_matlab(source, fused) -> float:
+    """MI as DILRAN's ``MI&FMI/analysis_MI.m`` computes it in MATLAB (bits), with its quirk.
+
+    ``analysis_MI.m`` (called by ``main.m`` on the ``imread`` 8-bit images) uses Will
+    Dwinnell's ``MutualInformation(X, Y)`` (2006) with X = the source, Y = the fused image.
+    That function treats the columns of X as separate variables: when X has more than one
+    column (every image does) it returns ``JointEntropy(X) + entropy(Y) - JointEntropy([X Y])``,
+    and only for a column vector ``entropy(X) + entropy(Y) - JointEntropy([X Y])``.
+    ``JointEntropy`` calls MATLAB's ``entropy`` on a double vector of symbol indices >= 1,
+    which ``im2uint8`` saturates to 255: it is always 0 (:func:`_dwinnell_joint_entropy`).
+    Hence, on images, the function returns ``entropy(F)``, MATLAB's 256-bin entropy of the
+    fused image, whatever the source; for a one-column source it would return H(A) + H(F).
+    ``analysis_MI`` averages over the two sources, so DILRAN's MATLAB MI of a pair is EN(F).
+    Pass 8-bit grey values (0-255, as ``imread`` gives uint8; non-integers are rounded and
+    saturated as a conversion to uint8 would).
+    """
+    source, fused = check_pair(source, fused)
+    a = np.clip(matlab_round(source), 0, 255)
+    f = np.clip(matlab_round(fused), 0, 255)
+    if a.shape[1] > 1:  # more than one predictor column
+        first = _dwinnell_joint_entropy(a)
+    else:
+        first = entropy(a)
+    return float(first + entropy(f) - _dwinnell_joint_entropy(np.hstack([a, f])))
 
 
 def fusion_mi(fused, a, b, mi=mutual_information_histcounts, combine: str = "sum") -> float:
