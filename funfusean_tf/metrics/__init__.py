@@ -3,14 +3,16 @@
 One function per metric, each naming its paper, the reference implementation it reproduces and
 its conventions (scale, log base, how the two sources combine); :mod:`.presets` bundles them
 into the tables of FunFuseAn (``table1``), MdAFuse (``mdafuse``), DILRAN (``dilran``) and
-CDDFuse (``cddfuse``). docs/metrics.md has the conventions table.
+CDDFuse (``cddfuse``). docs/metrics.md has the conventions table. FSIM
+(:mod:`.feature_similarity`) imports its ``phasepack`` dependency only when first called.
 
 All functions take (fused, source A, source B) 2-D arrays (or (x, y) for two-image measures),
 score them in float64, and raise :class:`MetricInputError` / ``ValueError`` rather than return
 NaN for inputs on which a metric is undefined.
 """
 
-from ._util import MetricInputError, matlab_rgb2gray
+from ._util import MetricInputError, matlab_edge_sobel, matlab_rgb2gray
+from .feature_similarity import fsim, fusion_fsim
 from .gradient import average_gradient, q_g_liu, qabf, rsfe, spatial_frequency
 from .information import (
     entropy,
@@ -18,6 +20,7 @@ from .information import (
     fmi_map,
     fusion_mi,
     mutual_information_histcounts,
+    mutual_information_dwinnell_matlab,
     mutual_information_levels,
     mutual_information_uint8,
     ncie,
@@ -39,7 +42,10 @@ from .vif import fusion_vif, q_viff, vif_p
 
 __all__ = [
     "MetricInputError",
+    "matlab_edge_sobel",
     "matlab_rgb2gray",
+    "fsim",
+    "fusion_fsim",
     "average_gradient",
     "q_g_liu",
     "qabf",
@@ -50,6 +56,7 @@ __all__ = [
     "fmi_map",
     "fusion_mi",
     "mutual_information_histcounts",
+    "mutual_information_dwinnell_matlab",
     "mutual_information_levels",
     "mutual_information_uint8",
     "ncie",
