@@ -14,7 +14,9 @@ mdafuse    MdAFuse (Wen et al., IEEE TIP 2024) tables: EN, MI, SD, SCD, rSFe fro
            MATLAB script on the 8-bit fused PNG and ``rgb2gray``'ed saved sources; VIF, SSIM,
            CC, MSE from their Python ``Evaluator`` on [0, 1] images
 dilran     DILRAN (Zhou et al. 2022) poster: the ``inference.py`` metrics on [0, 1] images,
-           each averaged over the two sources (PSNR, SSIM, MI) plus EN of the fused image
+           each averaged over the two sources (PSNR, SSIM, MI, FSIM) plus EN of the fused
+           image, and the MATLAB ``MI&FMI/main.m`` metrics on 0-255 images (MI_matlab,
+           FMI_edge)
 cddfuse    CDDFuse (Zhao et al., CVPR 2023) ``test_MIF.py`` + ``utils/Evaluator.py``: images read
            with OpenCV as rounded grey 0-255
 extras     common alternatives, 0-255: canonical Q_AB/F, SF, AG, Q_Y, Q_CB, Piella variant 2
@@ -23,8 +25,10 @@ extras     common alternatives, 0-255: canonical Q_AB/F, SF, AG, Q_Y, Q_CB, Piel
 Known limits (see docs/metrics.md): MdAFuse's VIF, SSIM and MSE were computed on the network's
 raw float output, which the released 8-bit PNGs only keep up to an unknown min-max rescaling;
 scored on the PNG / 255 they are NOT the authors' numbers (CC is, being affine-invariant).
-DILRAN's FMI used MATLAB ``edge`` features and its FSIM needs ``phasepack``: neither is
-reproduced; the dilran preset reports pixel FMI under the distinct name ``FMI_pixel``.
+DILRAN's poster does not say which of its two MI codes gave its MI column: the preset reports
+both (``MI``: Python, nats; ``MI_matlab``: the MATLAB script, which by a quirk of the code it
+uses equals the fused image's entropy in bits). Its MATLAB FMI used ``analysis_fmi``'s default
+edge features (``FMI_edge``); ``FMI_pixel`` is the pixel-feature variant its README names.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import gradient, information, perceptual, statistical, structural, vif
+from . import feature_similarity, gradient, information, perceptual, statistical, structural, vif
 
 __all__ = ["MetricSpec", "Preset", "PRESETS", "get_preset", "preset_names", "score"]
 
@@ -108,7 +112,9 @@ MDAFUSE = Preset(
 
 DILRAN = Preset(
     "dilran",
-    "DILRAN (arXiv 2212.04661) poster metrics: inference.py on [0, 1] images, averaged over the sources",
+    "DILRAN (arXiv 2212.04661) poster metrics: inference.py on [0, 1] images and the MATLAB "
+    "MI&FMI/main.m on 0-255 images, averaged over the sources; MI and MI_matlab are the two "
+    "candidate sources of the poster's MI column",
     "pil",
     (
         MetricSpec("PSNR", _mean_over_sources(lambda f, s: statistical.psnr(_u(f), _u(s), None)),
@@ -117,8 +123,17 @@ DILRAN = Preset(
                    "torchmetrics SSIM(data_range=1): 11x11 Gaussian, valid; mean over sources"),
         MetricSpec("MI", _mean_over_sources(lambda f, s: information.mutual_information_uint8(_u(f), _u(s))),
                    "DILRAN eval.mutual_information: uint8 truncation, 256 bins, nats; mean over sources"),
-        MetricSpec("FMI_pixel", lambda f, a, b: information.fmi(f, a, b, 3, "none"),
-                   "pixel FMI (fmi.m); NOT DILRAN's edge-feature FMI, which is not reproduced"),
+        MetricSpec("MI_matlab", _mean_over_sources(lambda f, s: information.mutual_information_dwinnell_matlab(s, f)),
+                   "DILRAN analysis_MI.m (Dwinnell MutualInformation), bits; = MATLAB entropy(F) by its quirk"),
+        MetricSpec("FSIM", lambda f, a, b: feature_similarity.fusion_fsim(_u(f), _u(a), _u(b)),
+                   "Zhang et al. 2011; DILRAN evaluation_metrics.fsim (phasepack PC, Scharr CV_16U GM); mean"),
+        # main.m calls analysis_fmi(ct, mri, fused): the non-MRI source first. The order matters
+        # (fmi.m normalises the fused window in place in the first source's branch), strongly
+        # so for binary edge maps, hence (f, b, a) here, a being the MRI.
+        MetricSpec("FMI_edge", lambda f, a, b: information.fmi(f, b, a, 3, "edge"),
+                   "Haghighat FMI, DILRAN analysis_fmi.m default: MATLAB edge(I) features, 3x3, mean2"),
+        MetricSpec("FMI_pixel", lambda f, a, b: information.fmi(f, b, a, 3, "none"),
+                   "pixel FMI (feature 'none'): the variant DILRAN's MI&FMI README names"),
         MetricSpec("EN", lambda f, a, b: information.shannon_entropy_distinct(_u(f)),
                    "skimage.measure.shannon_entropy on the float image (distinct values), bits"),
     ),
