@@ -143,6 +143,7 @@ NETWORKS["dilran"] = NetworkSpec(
     build=_build_dilran,
     loss=_dilran_loss,
     default_lambda=0.2,
+    weights_file="dilran_phantom.weights.h5",
 )
 
 
@@ -176,4 +177,5 @@ NETWORKS["sesf"] = NetworkSpec(
     loss=_sesf_loss,
     default_lambda=1000.0,
     make_method=_sesf_method,
+    weights_file="sesf_phantom.weights.h5",
 )
