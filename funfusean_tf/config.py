@@ -91,6 +91,10 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 1
     learning_rate: float = 0.002
+    #: Step decay: the rate of epoch e (from 1) is learning_rate * lr_decay ** ((e - 1) // lr_decay_every).
+    #: 0 = constant (FunFuseAn, MdAFuse, DILRAN). SESF-Fuse: 0.8 every 2 epochs.
+    lr_decay_every: int = 0
+    lr_decay: float = 1.0
     beta_1: float = 0.9
     beta_2: float = 0.999
     #: TF1's Adam default; Keras' own default is 1e-7 (see FIDELITY.md).

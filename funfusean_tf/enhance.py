@@ -3,7 +3,7 @@
 MdAFuse (Wen et al., IEEE TIP 2024) colours its grey fused result so that the energy of the
 functional image (PET / SPECT) stays visible, to follow lesions over time. Its formulas are not in
 the released code and the paper text was not available to us, so this module implements a
-documented method in that spirit (docs/fidelity_mdafuse.md, "Colour enhancement"):
+documented method in that spirit (FIDELITY.md, MdAFuse, "Colour enhancement"):
 
 1. Luma. ``Y = fused`` (clipped to [0, 1], or min-max scaled with ``scale="minmax"``). The
    structure of the output is exactly the fused image's: the output's BT.601 luma

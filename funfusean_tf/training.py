@@ -10,6 +10,7 @@ Output folder layout (``train.out_dir``)::
 
     config.toml            the exact configuration of the run
     epochs.csv             epoch, loss, l_ssim, l_l2, ssim_mri, ssim_pet, mse_mri, mse_pet, seconds
+                           (+ learning_rate when train.lr_decay_every > 0)
     checkpoints/epoch_NNNN/ model.weights.h5, optimizer.npz, state.json (last few kept)
     tensorboard/           scalars per epoch
     final.weights.h5       weights after the last epoch
@@ -34,7 +35,7 @@ from .data.io import atomic_path
 from .data.sources import load_arrays
 from .models.registry import build_model, get_network
 
-__all__ = ["TrainResult", "train", "fit_arrays", "fusion_objective", "EPOCH_COLUMNS", "read_history"]
+__all__ = ["TrainResult", "train", "fit_arrays", "fusion_objective", "epoch_learning_rate", "EPOCH_COLUMNS", "read_history"]
 
 #: The columns of epochs.csv for the fusion networks (other objectives log their own keys).
 EPOCH_COLUMNS = ("epoch", "loss", "l_ssim", "l_l2", "ssim_mri", "ssim_pet", "mse_mri", "mse_pet", "seconds")
@@ -109,6 +110,23 @@ class _Checkpoints:
         return int(json.loads((path / "state.json").read_text())["epoch"])
 
 
+def epoch_learning_rate(train_config, epoch: int) -> float:
+    """The learning rate of ``epoch`` (counted from 1) under the config's step decay.
+
+    SESF-Fuse's ``adjust_learning_rate`` sets ``lr * 0.8 ** (epoch // 2)`` with epochs counted
+    from 0, which is ``lr_decay = 0.8``, ``lr_decay_every = 2`` here.
+    """
+    if epoch < 1:
+        raise ValueError(f"epochs count from 1, got {epoch}")
+    every = train_config.lr_decay_every
+    if every < 0 or train_config.lr_decay <= 0:
+        raise ValueError(f"train.lr_decay_every must be >= 0 and train.lr_decay > 0, got "
+                         f"{every} and {train_config.lr_decay}")
+    if every == 0:
+        return float(train_config.learning_rate)
+    return float(train_config.learning_rate * train_config.lr_decay ** ((epoch - 1) // every))
+
+
 def fusion_objective(loss):
     """The objective of the two-input fusion networks: fuse, then the loss's parts against both sources.
 
@@ -171,6 +189,7 @@ def fit_arrays(
     if len(mri) == 0:
         raise ValueError("no training pairs")
 
+    epoch_learning_rate(train_config, 1)  # a bad schedule fails before any work
     optimizer = keras.optimizers.Adam(
         learning_rate=train_config.learning_rate,
         beta_1=train_config.beta_1,
@@ -204,6 +223,8 @@ def fit_arrays(
 
     for epoch in range(start_epoch + 1, train_config.epochs + 1):
         order = order_rng.permutation(len(mri)) if train_config.shuffle else np.arange(len(mri))
+        # Set from the epoch number, so a resumed run continues the same schedule.
+        optimizer.learning_rate = epoch_learning_rate(train_config, epoch)
         sums: dict[str, float] = {}
         started = time.perf_counter()
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{train_config.epochs}", unit="step",
@@ -226,6 +247,8 @@ def fit_arrays(
         named = {_COLUMN_NAMES.get(k, k): v for k, v in means.items()}
         ordered = [k for k in EPOCH_COLUMNS if k in named] + [k for k in named if k not in EPOCH_COLUMNS]
         row = {"epoch": epoch, **{k: named[k] for k in ordered}, "seconds": time.perf_counter() - started}
+        if train_config.lr_decay_every:
+            row["learning_rate"] = epoch_learning_rate(train_config, epoch)
         history.append(row)
         _write_history(history_path, history)
         if writer is not None:

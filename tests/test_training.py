@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from funfusean_tf.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from funfusean_tf.training import read_history, train
+from funfusean_tf.training import epoch_learning_rate, read_history, train
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +49,28 @@ def test_lambda_changes_what_is_optimised(tmp_path):
     only_ssim = train(_config(tmp_path, "ssim", epochs=3, lambda_=1.0), progress=False).history
     assert only_l2[-1]["loss"] == pytest.approx(only_l2[-1]["l_l2"], rel=1e-6)
     assert only_ssim[-1]["loss"] == pytest.approx(only_ssim[-1]["l_ssim"], rel=1e-6)
+
+
+def test_sesf_step_decay_by_hand():
+    """SESF-Fuse's adjust_learning_rate: lr * 0.8 ** (epoch // 2), epochs from 0 there, from 1 here."""
+    sesf = TrainConfig(learning_rate=1e-4, lr_decay=0.8, lr_decay_every=2)
+    assert [epoch_learning_rate(sesf, e) for e in range(1, 6)] == pytest.approx([1e-4, 1e-4, 8e-5, 8e-5, 6.4e-5])
+    assert epoch_learning_rate(TrainConfig(learning_rate=0.002), 50) == 0.002  # constant by default
+    with pytest.raises(ValueError, match="lr_decay"):
+        epoch_learning_rate(TrainConfig(lr_decay=0.0, lr_decay_every=1), 1)
+    with pytest.raises(ValueError, match="from 1"):
+        epoch_learning_rate(sesf, 0)
+
+
+def test_step_decay_is_applied_logged_and_survives_a_resume(tmp_path):
+    decay = {"lr_decay": 0.5, "lr_decay_every": 1, "learning_rate": 0.001}
+    full = train(_config(tmp_path, "full", epochs=3, **decay), progress=False)
+    assert [row["learning_rate"] for row in full.history] == pytest.approx([0.001, 0.0005, 0.00025])
+    constant = train(_config(tmp_path, "constant", epochs=3, learning_rate=0.001), progress=False)
+    assert "learning_rate" not in constant.history[-1]
+    assert full.history[-1]["loss"] != constant.history[-1]["loss"]  # the decay changed the steps
+    partial = _config(tmp_path, "resumed", epochs=2, **decay)
+    train(partial, progress=False)
+    resumed = train(dataclasses.replace(partial, train=dataclasses.replace(partial.train, epochs=3)), progress=False)
+    assert resumed.history[-1]["learning_rate"] == pytest.approx(0.00025)
+    np.testing.assert_allclose(resumed.history[-1]["loss"], full.history[-1]["loss"], rtol=1e-6)

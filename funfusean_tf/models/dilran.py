@@ -30,7 +30,7 @@ Models:
 The loss (:class:`DilranObjective`, an objective callable for ``training.fit_arrays``) trains
 the auto-encoder inside either model to reconstruct both images of every pair:
 ``MSE + lambda1 * Sobel gradient loss + lambda2 * VGG16 perceptual loss``.
-Every deviation from the original is a row of docs/fidelity_other_seeds.md.
+Every deviation from the original is a row of FIDELITY.md, "DILRAN and the decision-map method".
 """
 
 from __future__ import annotations

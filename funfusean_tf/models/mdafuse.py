@@ -32,7 +32,7 @@ Modules of the released state dict that never reach the output (the ``two_*`` ex
 ``l_o``, ``h_o``, ``hf2con``, ``reconse``, ``xxx``) are left out: 1,635,641 trainable parameters
 (affine per width; 1,635,167 per channel), see :data:`TRAINABLE_PARAMETERS`.
 
-Fidelity options (docs/fidelity_mdafuse.md), all through ``ModelConfig``:
+Fidelity options (FIDELITY.md, MdAFuse), all through ``ModelConfig``:
 
 - ``options.affine``: ``"width"`` (as coded: 256 coefficients broadcast over the image WIDTH, so
   the width must be 256) or ``"channel"`` (one 16-coefficient map shared by CF and FF of both

@@ -33,7 +33,7 @@ The fusion (:class:`SesfMethod`, not differentiable: a method object like fusion
 6. F = W * I1 + (1 - W) * I2 with the filtered map W, clipped to [0, 1] (the original clips to
    [0, 255]).
 
-Every deviation from the original is a row of docs/fidelity_other_seeds.md.
+Every deviation from the original is a row of FIDELITY.md, "DILRAN and the decision-map method".
 """
 
 from __future__ import annotations
