@@ -35,6 +35,9 @@ __all__ = [
     "ycbcr_to_rgb",
     "local_energy",
     "enhance_colour",
+    "ycbcr_colour",
+    "colourise",
+    "COLOUR_MODES",
     "load_rgb",
 ]
 
@@ -102,6 +105,58 @@ def _gamut_factor(y: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return np.clip(factor, 0.0, 1.0)
 
 
+def _prepare(fused, functional_rgb, scale: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (fused, luma in [0, 1], functional RGB in [0, 1]) for the colouring functions."""
+    if scale not in ("clip", "minmax"):
+        raise ValueError(f"scale must be 'clip' or 'minmax', got {scale!r}")
+    fused = np.asarray(fused, dtype=np.float64)
+    if fused.ndim != 2:
+        raise ValueError(f"fused: expected an (H, W) image, got shape {fused.shape}")
+    if not np.all(np.isfinite(fused)):
+        raise ValueError("fused: the image contains NaN or infinite values")
+    colour = _as_rgb(functional_rgb, "functional_rgb")
+    if colour.shape[:2] != fused.shape:
+        raise ValueError(f"fused {fused.shape} and functional_rgb {colour.shape[:2]} differ in size")
+    if scale == "clip":
+        luma = np.clip(fused, 0.0, 1.0)
+    else:
+        low, high = fused.min(), fused.max()
+        luma = (fused - low) / (high - low) if high > low else np.zeros_like(fused)
+    return fused, luma, colour
+
+
+def ycbcr_colour(fused, functional_rgb, scale: str = "clip") -> np.ndarray:
+    """The YCbCr colour transfer: luma from the grey fused image, chroma from the functional one.
+
+    The usual way MRI-PET/SPECT fusion papers colour a grey result (DILRAN's paper among them,
+    FIDELITY.md L12): convert the pseudo-colour PET/SPECT to full-range BT.601 YCbCr, fuse its
+    Y with the MRI (the package's grey PET is that Y up to rounding, D2), and put the fused image
+    back as Y beside the functional image's own Cb and Cr. RGB values that leave [0, 1] are
+    clipped (so the luma equals the fused image wherever no clipping happens). ``scale`` as in
+    :func:`enhance_colour`. Returns (H, W, 3) float64 RGB in [0, 1].
+    """
+    _, luma, colour = _prepare(fused, functional_rgb, scale)
+    _, cb, cr = rgb_to_ycbcr(colour)
+    return np.clip(ycbcr_to_rgb(luma, cb, cr), 0.0, 1.0)
+
+
+#: The colour modes of ``funfusean fuse --colour`` / :func:`funfusean_tf.fusion.fuse_pairs`.
+COLOUR_MODES = ("none", "ycbcr", "energy")
+
+
+def colourise(fused_uint8: np.ndarray, functional_rgb, mode: str) -> np.ndarray:
+    """An 8-bit grey fused image coloured by ``mode`` ("ycbcr" or "energy") as 8-bit RGB.
+
+    The grey file and the coloured one share their luma: the colouring starts from the 8-bit
+    image (/ 255), not from the network's float output.
+    """
+    if mode not in COLOUR_MODES[1:]:
+        raise ValueError(f"colour mode must be one of {COLOUR_MODES[1:]}, got {mode!r}")
+    luma = np.asarray(fused_uint8, dtype=np.float64) / 255.0
+    rgb = ycbcr_colour(luma, functional_rgb) if mode == "ycbcr" else enhance_colour(luma, functional_rgb)
+    return np.uint8(np.round(255.0 * rgb))
+
+
 def enhance_colour(
     fused,
     functional_rgb,
@@ -126,23 +181,7 @@ def enhance_colour(
         raise ValueError(f"gain must be a finite number >= 0, got {gain}")
     if exponent < 0 or not np.isfinite(exponent):
         raise ValueError(f"exponent must be a finite number >= 0, got {exponent}")
-    if scale not in ("clip", "minmax"):
-        raise ValueError(f"scale must be 'clip' or 'minmax', got {scale!r}")
-    fused = np.asarray(fused, dtype=np.float64)
-    if fused.ndim != 2:
-        raise ValueError(f"fused: expected an (H, W) image, got shape {fused.shape}")
-    if not np.all(np.isfinite(fused)):
-        raise ValueError("fused: the image contains NaN or infinite values")
-    colour = _as_rgb(functional_rgb, "functional_rgb")
-    if colour.shape[:2] != fused.shape:
-        raise ValueError(f"fused {fused.shape} and functional_rgb {colour.shape[:2]} differ in size")
-
-    if scale == "clip":
-        luma = np.clip(fused, 0.0, 1.0)
-    else:
-        low, high = fused.min(), fused.max()
-        luma = (fused - low) / (high - low) if high > low else np.zeros_like(fused)
-
+    fused, luma, colour = _prepare(fused, functional_rgb, scale)
     functional_luma, cb, cr = rgb_to_ycbcr(colour)
     if intensity is None:
         intensity = functional_luma
@@ -161,8 +200,14 @@ def load_rgb(path) -> np.ndarray:
     """An image file as (H, W, 3) float64 RGB in [0, 1] (for pseudo-colour PET / SPECT PNGs)."""
     from PIL import Image
 
+    from PIL import UnidentifiedImageError
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    except UnidentifiedImageError as exc:
+        raise ValueError(f"{path}: not a colour image file (colouring needs the pseudo-colour PET/SPECT as "
+                         "PNG, GIF, JPEG, ...)") from exc

@@ -164,18 +164,32 @@ class FusedPair:
 
 
 def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None, save_npy: bool = False,
-               progress: bool = True, out_names: dict[str, Path] | None = None, **options) -> list[FusedPair]:
+               progress: bool = True, out_names: dict[str, Path] | None = None, colour: str = "none",
+               **options) -> list[FusedPair]:
     """Fuse file pairs and write ``<out_dir>/<name>.png`` (and ``.npy``), all or nothing.
 
     ``out_names`` maps a pair name to an explicit output path (the single-pair CLI form).
+    ``colour``: "none" (grey PNGs), "ycbcr" (the fused image as Y beside the PET/SPECT file's
+    own Cb, Cr: :func:`funfusean_tf.enhance.ycbcr_colour`) or "energy" (MdAFuse-style
+    enhancement, an interpretation: :func:`funfusean_tf.enhance.enhance_colour`); the PNGs are
+    then RGB, the .npy stays the grey float output.
     """
     from tqdm.auto import tqdm
 
+    from .enhance import COLOUR_MODES, colourise, load_rgb
+
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
     if isinstance(method, str):
         method = load_method(method, weights=weights, **options)
-    loaded = []
+    loaded, colours = [], []
     for pair in tqdm(pairs, desc="reading", unit="pair", disable=not progress or len(pairs) < 2, leave=False):
         loaded.append(load_pair(pair.mri, pair.pet))
+        if colour != "none":
+            colours.append(load_rgb(pair.pet))
+            if colours[-1].shape[:2] != loaded[-1][1].shape:
+                raise ValueError(f"{pair.pet}: its colour image {colours[-1].shape[:2]} and the fused size "
+                                 f"{loaded[-1][1].shape} differ")
     results = []
     for pair, (mri, pet) in tqdm(list(zip(pairs, loaded)), desc=f"fusing ({method.name})", unit="pair",
                                  disable=not progress or len(pairs) < 2, leave=False):
@@ -186,6 +200,8 @@ def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None
         png = Path(out_names[pair.name]) if out_names and pair.name in out_names else Path(out_dir) / f"{pair.name}.png"
         results.append(FusedPair(pair.name, fused, png, png.with_suffix(".npy") if save_npy else None))
     images = [to_uint8(r.fused, name=str(r.png)) for r in results]  # refuses NaN before any write
+    if colour != "none":
+        images = [colourise(image, rgb, colour) for image, rgb in zip(images, colours)]
     for result, image in zip(results, images):
         write_png(result.png, image)
         if result.npy is not None:

@@ -121,3 +121,59 @@ def test_scale_modes_uint8_input_and_errors(rng, tmp_path):
         enhance_colour(level, colour * 2.0)
     with pytest.raises(ValueError, match="NaN"):
         enhance_colour(np.full((40, 48), np.nan), colour)
+
+
+# --------------------------------------------------------------------------------------------
+# The YCbCr colour transfer (DILRAN's paper and most MRI-PET papers; FIDELITY.md L12)
+
+def test_ycbcr_colour_of_the_functional_luma_gives_back_the_functional_image(rng):
+    """Y = the functional image's own luma: the transfer is the identity (a YCbCr round trip)."""
+    from funfusean_tf.enhance import ycbcr_colour
+
+    colour, _ = _pseudo_colour(rng)
+    np.testing.assert_allclose(ycbcr_colour(_luma(colour), colour), colour, atol=1e-12)
+
+
+def test_ycbcr_colour_keeps_the_fused_luma_and_the_functional_chroma_where_nothing_clips(rng):
+    from funfusean_tf.enhance import ycbcr_colour
+
+    colour, _ = _pseudo_colour(rng)
+    fused = rng.random((40, 48))
+    out = ycbcr_colour(fused, colour)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    # Chroma by hand (full-range BT.601: Cb = (B - Y) / 1.772, Cr = (R - Y) / 1.402), then the
+    # RGB the transfer should give before clipping.
+    y_f = _luma(colour)
+    cb, cr = (colour[..., 2] - y_f) / 1.772, (colour[..., 0] - y_f) / 1.402
+    red, blue = fused + 1.402 * cr, fused + 1.772 * cb
+    green = (fused - 0.299 * red - 0.114 * blue) / 0.587
+    unclipped = np.stack([red, green, blue], -1)
+    inside = np.all((unclipped >= 0) & (unclipped <= 1), axis=-1)
+    assert inside.mean() > 0.3  # the check below covers a good share of the image
+    np.testing.assert_allclose(out[inside], unclipped[inside], atol=1e-12)
+    np.testing.assert_allclose(_luma(out)[inside], fused[inside], atol=1e-12)
+    np.testing.assert_allclose(out[~inside], np.clip(unclipped[~inside], 0, 1), atol=1e-12)
+
+
+def test_ycbcr_colour_of_a_grey_functional_image_is_grey(rng):
+    from funfusean_tf.enhance import ycbcr_colour
+
+    fused = rng.random((16, 20))
+    grey = np.repeat(rng.random((16, 20))[..., None], 3, axis=-1)
+    out = ycbcr_colour(fused, grey)
+    for k in range(3):
+        np.testing.assert_allclose(out[..., k], fused, atol=1e-12)
+
+
+def test_colourise_modes_and_errors(rng):
+    from funfusean_tf.enhance import colourise
+
+    colour, _ = _pseudo_colour(rng)
+    grey = rng.integers(0, 256, (40, 48)).astype(np.uint8)
+    for mode in ("ycbcr", "energy"):
+        out = colourise(grey, colour, mode)
+        assert out.dtype == np.uint8 and out.shape == (40, 48, 3)
+    with pytest.raises(ValueError, match="colour mode"):
+        colourise(grey, colour, "jet")
+    with pytest.raises(ValueError, match="differ in size"):
+        colourise(grey[:10], colour, "ycbcr")

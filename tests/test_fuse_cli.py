@@ -148,3 +148,30 @@ def test_batch_statistics_network_fuses_each_image_alone(rng):
     stacked = method(mri, pet)
     alone = np.stack([method(m, p) for m, p in zip(mri, pet)])
     np.testing.assert_allclose(stacked, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_fuse_colour_writes_rgb_with_the_grey_file_as_luma(tmp_path, tiny_pair):
+    mri, pet = tiny_pair
+    grey_out, colour_out = tmp_path / "grey.png", tmp_path / "colour.png"
+    assert main(["fuse", "--mri", str(mri), "--pet", str(pet), "--out", str(grey_out), "--method", "average"]) == 0
+    assert main(["fuse", "--mri", str(mri), "--pet", str(pet), "--out", str(colour_out), "--method", "average",
+                 "--colour", "ycbcr"]) == 0
+    grey = np.asarray(Image.open(grey_out)).astype(np.float64)
+    rgb = np.asarray(Image.open(colour_out)).astype(np.float64)
+    assert rgb.shape == (32, 40, 3) and np.ptp(rgb - rgb[..., :1]) > 0  # coloured, not grey
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    unclipped = (rgb > 0).all(-1) & (rgb < 255).all(-1)
+    assert unclipped.mean() > 0.2
+    assert np.max(np.abs(luma - grey)[unclipped]) <= 1.0  # 8-bit rounding of each channel
+
+
+def test_fuse_colour_needs_a_colour_image_file(tmp_path, tiny_pair, capsys, rng):
+    mri, _ = tiny_pair
+    array_pet = tmp_path / "in" / "pet.npy"  # fuses fine in grey, but holds no colour
+    np.save(array_pet, rng.random((32, 40)))
+    assert main(["fuse", "--mri", str(mri), "--pet", str(array_pet), "--out", str(tmp_path / "ok.png"),
+                 "--method", "average"]) == 0
+    out_dir = tmp_path / "never"
+    _assert_fails_cleanly(capsys, ["fuse", "--mri", str(mri), "--pet", str(array_pet), "--out",
+                                   str(out_dir / "x.png"), "--method", "average", "--colour", "ycbcr"],
+                          out_dir, str(array_pet), "not a colour image file")

@@ -14,6 +14,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", help="output PNG for one pair, or output folder for several")
     add_method_arguments(parser)
     parser.add_argument("--npy", action="store_true", help="also write the float output as .npy")
+    parser.add_argument("--colour", choices=("none", "ycbcr", "energy"), default="none",
+                        help="write RGB PNGs: the fused image as luma with the PET/SPECT file's chroma "
+                             "(ycbcr), or MdAFuse-style energy-weighted chroma (energy, an interpretation)")
     parser.add_argument("--list", action="store_true", help="list every fusion method and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -41,7 +44,7 @@ def run(args) -> int:
         out_names, out_dir = None, out
     method = load_method_from(args)
     results = fuse_pairs(pairs, out_dir, method=method, save_npy=args.npy, progress=not args.quiet,
-                         out_names=out_names)
+                         out_names=out_names, colour=args.colour)
     for result in results[:3]:
         print(f"wrote {result.png}")
     if len(results) > 3:
