@@ -14,7 +14,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", help="output PNG for one pair, or output folder for several")
     add_method_arguments(parser)
     parser.add_argument("--npy", action="store_true", help="also write the float output as .npy")
-    parser.add_argument("--colour", choices=("none", "ycbcr", "energy"), default="none",
+    from funfusean_tf.enhance import COLOUR_MODES
+
+    parser.add_argument("--colour", choices=COLOUR_MODES, default="none",
                         help="write RGB PNGs: the fused image as luma with the PET/SPECT file's chroma "
                              "(ycbcr), or MdAFuse-style energy-weighted chroma (energy, an interpretation)")
     parser.add_argument("--list", action="store_true", help="list every fusion method and exit")

@@ -442,6 +442,8 @@ def fmi(fused, a, b, window: int = 3, feature: str = "none") -> float:
     ``double`` 0-255 images: ``fmi(f, a, b, 3, "edge")``.
     Features: 'none' (pixels), 'edge' (binary MATLAB Sobel edge maps), 'gradient' (MATLAB
     ``gradient``, x part), 'dct' (``dct2``); 'wavelet' is not reproduced.
-    Range [0, 1] up to round-off, higher is better; fmi(x, x, x) = 1; symmetric in the sources.
+    Range [0, 1] up to round-off, higher is better; fmi(x, x, x) = 1. Symmetric in the sources
+    except where fmi.m's in-place normalisation of the fused window bites (a locally constant
+    fused window, or a 0/1 source window such as an edge map): pass them in the reference's order.
     """
     return float(np.mean(fmi_map(fused, a, b, window=window, feature=feature)))
