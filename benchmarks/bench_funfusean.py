@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from funfusean_tf.losses import funfusean_loss  # noqa: E402
 from funfusean_tf.models.funfusean import build_funfusean  # noqa: E402
 from funfusean_tf.config import TrainConfig  # noqa: E402
-from funfusean_tf.training import _make_step, fusion_objective  # noqa: E402
+from funfusean_tf.training import make_train_step, fusion_objective  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -55,7 +55,7 @@ def main() -> None:
     config = TrainConfig()
     optimizer = keras.optimizers.Adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
     optimizer.build(model.trainable_variables)
-    step = _make_step(model, fusion_objective(funfusean_loss(0.8)), optimizer)
+    step = make_train_step(model, fusion_objective(funfusean_loss(0.8)), optimizer)
     t_step = _median_time(lambda: float(step(*one)["total"]), args.repeats)
 
     print(f"machine: {os.cpu_count()} CPU(s), TensorFlow {tf.__version__}, {args.size}x{args.size}, "

@@ -35,7 +35,7 @@ from .data.io import atomic_path
 from .data.sources import load_arrays
 from .models.registry import build_model, get_network
 
-__all__ = ["TrainResult", "train", "fit_arrays", "fusion_objective", "epoch_learning_rate", "EPOCH_COLUMNS", "read_history"]
+__all__ = ["TrainResult", "train", "fit_arrays", "fusion_objective", "make_train_step", "epoch_learning_rate", "EPOCH_COLUMNS", "read_history"]
 
 #: The columns of epochs.csv for the fusion networks (other objectives log their own keys).
 EPOCH_COLUMNS = ("epoch", "loss", "l_ssim", "l_l2", "ssim_mri", "ssim_pet", "mse_mri", "mse_pet", "seconds")
@@ -146,7 +146,7 @@ def fusion_objective(loss):
 _COLUMN_NAMES = {"total": "loss", "ssim": "l_ssim", "l2": "l_l2"}
 
 
-def _make_step(model, objective, optimizer):
+def make_train_step(model, objective, optimizer):
     spec = tf.TensorSpec(shape=(None, None, None, 1), dtype=tf.float32)
 
     @tf.function(input_signature=[spec, spec], reduce_retracing=True)
@@ -210,7 +210,7 @@ def fit_arrays(
         if not resume:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
-    step = _make_step(model, objective, optimizer)
+    step = make_train_step(model, objective, optimizer)
     writer = tf.summary.create_file_writer(str(out / "tensorboard")) if train_config.tensorboard else None
     batch = train_config.batch_size
     steps_per_epoch = math.ceil(len(mri) / batch)

@@ -37,7 +37,7 @@ def main() -> None:
     from funfusean_tf.config import load_config
     from funfusean_tf.data.sources import load_arrays
     from funfusean_tf.models.registry import build_model, get_network
-    from funfusean_tf.training import _make_step, fusion_objective, seed_everything
+    from funfusean_tf.training import make_train_step, fusion_objective, seed_everything
 
     config = load_config(HERE / "config.toml")
     affine = args.affine or ("width" if args.crop in (0, 256) else "channel")
@@ -52,7 +52,7 @@ def main() -> None:
     model = build_model(model_config)
     optimizer = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta_1, beta_2=tc.beta_2, epsilon=tc.epsilon)
     optimizer.build(model.trainable_variables)
-    step = _make_step(model, fusion_objective(get_network(model_config.name).loss(tc.lambda_)), optimizer)
+    step = make_train_step(model, fusion_objective(get_network(model_config.name).loss(tc.lambda_)), optimizer)
 
     def batch(i):
         chosen = slice(i * args.batch, (i + 1) * args.batch)
