@@ -333,24 +333,56 @@ def _fmi_pair(src: np.ndarray, fused_norm: np.ndarray, check_against: np.ndarray
     return result, identical
 
 
+def _matlab_sum(x: np.ndarray) -> np.ndarray:
+    """Row sums added left to right, one term at a time, as MATLAB / Octave ``sum`` adds a short
+    vector (numpy's pairwise summation rounds differently, and fmi.m's Pearson test depends on
+    that round-off: see :func:`_fmi_windows`)."""
+    acc = x[:, 0].copy()
+    for k in range(1, x.shape[1]):
+        acc += x[:, k]
+    return acc
+
+
+def _matlab_sum_sum(windows: np.ndarray, side: int) -> np.ndarray:
+    """MATLAB ``sum(sum(W))`` of each column-major flattened side x side window: the column sums
+    (consecutive runs of ``side``), then their sum, each a running sum."""
+    columns = [_matlab_sum(windows[:, k : k + side]) for k in range(0, windows.shape[1], side)]
+    return _matlab_sum(np.stack(columns, axis=1))
+
+
 def _fmi_windows(src: np.ndarray, fused_norm: np.ndarray) -> np.ndarray:
-    """fmi.m's score for windows whose source and fused values differ."""
+    """fmi.m's score for windows whose source and fused values differ.
+
+    The marginal pdfs, their means, the Pearson sums and the moments are summed in fmi.m's
+    order (MATLAB ``sum`` / ``mean`` = running sum, then ``/ n``). This matters where source
+    and fused windows are both constant (different values): both pdfs are then w*w copies of
+    fl(1 / w^2), whose running sum is not exactly 1 (1 + 2^-52 for w = 3; off 1 for every odd
+    w from 3 to 15), so ``mean(pdf)`` is an ulp off each entry, fmi.m's ``aPdf - mean(aPdf)``
+    and ``fPdf - mean(fPdf)`` are the same non-zero constant, and its Pearson c is 1, not 0:
+    the Frechet upper bound (here the diagonal) is taken in full and the window scores 1.
+    numpy's pairwise mean is exactly fl(1 / w^2) there, which gave c = 0 and a score of 0.
+    Against a non-constant window a uniform pdf's c is round-off (~1e-17) either way.
+    """
     n, l = src.shape
+    side = int(round(np.sqrt(l)))
     sn = _minmax_rows(src)
-    s_pdf = sn / sn.sum(axis=1, keepdims=True)
-    f_pdf = fused_norm / fused_norm.sum(axis=1, keepdims=True)
+    s_pdf = sn / _matlab_sum_sum(sn, side)[:, None]
+    f_pdf = fused_norm / _matlab_sum_sum(fused_norm, side)[:, None]
     s_cdf = np.cumsum(s_pdf, axis=1)
     f_cdf = np.cumsum(f_pdf, axis=1)
 
-    s_t = s_pdf - s_pdf.mean(axis=1, keepdims=True)
-    f_t = f_pdf - f_pdf.mean(axis=1, keepdims=True)
-    num = np.sum(s_t * f_t, axis=1)
-    den = np.sqrt(np.sum(s_t * s_t, axis=1) * np.sum(f_t * f_t, axis=1))
+    s_t = s_pdf - (_matlab_sum(s_pdf) / l)[:, None]
+    f_t = f_pdf - (_matlab_sum(f_pdf) / l)[:, None]
+    num = _matlab_sum(s_t * f_t)
+    den = np.sqrt(_matlab_sum(s_t * s_t) * _matlab_sum(f_t * f_t))
     c = np.where(num == 0, 0.0, num / np.where(den == 0, 1.0, den))
 
+    # population moments of the pixel index under each pdf, accumulated as fmi.m's loop does
     idx = np.arange(1, l + 1, dtype=np.float64)
-    s_sd = np.sqrt(np.maximum(s_pdf @ (idx * idx) - (s_pdf @ idx) ** 2, 0.0))
-    f_sd = np.sqrt(np.maximum(f_pdf @ (idx * idx) - (f_pdf @ idx) ** 2, 0.0))
+    s_e, s_e2 = _matlab_sum(idx * s_pdf), _matlab_sum((idx * idx) * s_pdf)
+    f_e, f_e2 = _matlab_sum(idx * f_pdf), _matlab_sum((idx * idx) * f_pdf)
+    s_sd = np.sqrt(np.maximum(s_e2 - s_e * s_e, 0.0))
+    f_sd = np.sqrt(np.maximum(f_e2 - f_e * f_e, 0.0))
 
     # Frechet bound copula H(i, j) of the two CDFs (i over the fused pdf, j over the source's),
     # the upper bound min(F, S) where c >= 0 and the lower bound max(F + S - 1, 0) where c < 0,
@@ -408,7 +440,9 @@ def fmi_map(fused, a, b, window: int = 3, feature: str = "none") -> np.ndarray:
     fused is built with Nelsen's simplified method (a mixture of the Frechet upper / lower
     bound copula and independence, weighted so that the Pearson correlation of the two pdfs
     is reproduced), and the window score is 2 I / (H_s + H_f). Windows where source and fused
-    are equal score 1. Each window's value is the mean of the two sources' scores.
+    are equal score 1, and so (by fmi.m's round-off, see :func:`_fmi_windows`) do windows where
+    both are constant with different values. Each window's value is the mean of the two
+    sources' scores.
     """
     fused, a, b = check_triplet(fused, a, b)
     if window < 1 or window % 2 == 0:
@@ -443,7 +477,18 @@ def fmi(fused, a, b, window: int = 3, feature: str = "none") -> float:
     Features: 'none' (pixels), 'edge' (binary MATLAB Sobel edge maps), 'gradient' (MATLAB
     ``gradient``, x part), 'dct' (``dct2``); 'wavelet' is not reproduced.
     Range [0, 1] up to round-off, higher is better; fmi(x, x, x) = 1. Symmetric in the sources
-    except where fmi.m's in-place normalisation of the fused window bites (a locally constant
-    fused window, or a 0/1 source window such as an edge map): pass them in the reference's order.
+    to ~1e-14 except where fmi.m's in-place normalisation of the fused window bites: where the
+    fused window is one pixel above an otherwise flat level and a source equals it, that source
+    scores 1 when it comes first (identical windows) and 0 when it comes second (it then meets
+    the normalised window: a one-point pdf). Pass the sources in the reference's order.
+
+    Checked against fmi.m itself, run under GNU Octave 7.3.0 (feature 'none', w = 3, mean2 of
+    the map): equal to 1e-13 per window on 18 crops of the MdAFuse MR-PET reference triples
+    (pair 0 rows = cols 1:30, 41:70, 61:90, 101:140; 14 random 24 x 24 crops of 12 pairs), on
+    the whole 256 x 256 pairs 0 and 1, and on synthetic triples with constant sources, constant
+    fused images and both (w = 3, 5, 7). Until issue 11 a source window and a fused window that
+    were both constant (e.g. background: sources 0, fused 51) scored 0 here and 1 in fmi.m,
+    because numpy's pairwise mean hid the round-off that makes fmi.m's Pearson c of two uniform
+    pdfs 1; the sums are now taken in fmi.m's order (pair 0: 0.1901 before, 0.4795 now).
     """
     return float(np.mean(fmi_map(fused, a, b, window=window, feature=feature)))
