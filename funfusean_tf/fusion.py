@@ -13,6 +13,8 @@ pair fused before the first file is written, so a bad input leaves no partial ou
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from .config import ModelConfig
 from .data.io import check_pair, load_pair, to_uint8, write_npy, write_png
 from .data.pairs import ImagePair
 
-__all__ = ["NetworkMethod", "load_method", "available_methods", "fuse", "fuse_pairs", "FusedPair"]
+__all__ = ["NetworkMethod", "load_method", "shared_method", "clear_shared_methods", "available_methods", "fuse",
+           "fuse_pairs", "FusedPair"]
 
 
 class NetworkMethod:
@@ -76,10 +79,19 @@ class _BaselineMethod:
         return fused[0] if single else fused
 
 
+def _registry():
+    """funfusean_tf.models.registry, TensorFlow started quietly first (the registry imports Keras)."""
+    from . import _start_tensorflow_quietly
+
+    _start_tensorflow_quietly()
+    from .models import registry
+
+    return registry
+
+
 def available_methods() -> dict[str, str]:
     """Every method name with a one-line description, networks first."""
-    from .models.registry import NETWORKS
-
+    NETWORKS = _registry().NETWORKS
     methods = {name: spec.description for name, spec in NETWORKS.items()}
     try:
         from .baselines import BASELINES
@@ -96,17 +108,28 @@ def load_method(name: str = "funfusean", weights=None, model_config: ModelConfig
 
     ``model_config`` sets a network's fidelity options (its ``name`` is replaced by ``name``).
     ``lam`` asks for the shipped weights trained with that lambda. ``params`` go to a baseline.
+    Each call builds a new model (yours to change); :func:`fuse` with a method name reuses one
+    per process instead.
     """
-    from .models.registry import NETWORKS, build_model, get_network, shipped_weights
+    if name not in _registry().NETWORKS:
+        return _baseline_method(name, weights, params)
+    return _build_network_method(*_resolve_network(name, weights, model_config, lam, params))
 
-    if name not in NETWORKS:
-        from .baselines import BASELINES
 
-        if name not in BASELINES:
-            raise KeyError(f"unknown method {name!r}; known: {', '.join(available_methods())}")
-        if weights is not None:
-            raise ValueError(f"{name} is a classical method and takes no weights")
-        return _BaselineMethod(name, params)
+def _baseline_method(name: str, weights, params: dict):
+    from .baselines import BASELINES
+
+    if name not in BASELINES:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(available_methods())}")
+    if weights is not None:
+        raise ValueError(f"{name} is a classical method and takes no weights")
+    return _BaselineMethod(name, params)
+
+
+def _resolve_network(name: str, weights, model_config: ModelConfig | None, lam: float | None, params: dict):
+    """(spec, weights path, model config) of a network, every argument checked; nothing built."""
+    from .models.registry import get_network, shipped_weights
+
     if params:
         raise ValueError(f"network {name!r} takes no extra parameters, got {sorted(params)}")
     spec = get_network(name)
@@ -121,14 +144,60 @@ def load_method(name: str = "funfusean", weights=None, model_config: ModelConfig
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such weights file")
     config = dataclasses.replace(model_config or trained_model_config(weights) or ModelConfig(), name=name)
+    return spec, weights, config
+
+
+def _build_network_method(spec, weights: Path, config: ModelConfig):
+    from .models.registry import build_model
+
     model = build_model(config)
     try:
         model.load_weights(weights)
     except Exception as exc:  # h5py / Keras raise several types for a mismatched file
-        raise ValueError(f"{weights}: cannot load these weights into {name} ({exc})") from exc
+        raise ValueError(f"{weights}: cannot load these weights into {config.name} ({exc})") from exc
     if spec.make_method is not None:
         return spec.make_method(model, str(weights))
-    return NetworkMethod(model, name, str(weights))
+    return NetworkMethod(model, config.name, str(weights))
+
+
+#: How many loaded networks :func:`fuse` keeps (least recently used dropped first).
+SHARED_METHODS_MAX = 8
+_shared_methods: OrderedDict = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def shared_method(name: str = "funfusean", weights=None, model_config: ModelConfig | None = None,
+                  lam: float | None = None, **params):
+    """:func:`load_method`, but a network is built and its weights loaded once per process.
+
+    One method object per (network, model config, weights file) is kept and returned again, so
+    its traced forward function (one per method: any image size, any batch) is reused, the output
+    the same bit for bit. A weights file rewritten since (size, mtime or inode changed) is loaded
+    anew. Treat the returned object as read-only: changing its model changes every later
+    :func:`fuse`. Inference leaves the models unchanged (BatchNorm with batch statistics
+    normalises without updating its moving averages, funfusean_tf.models.layers). Classical
+    methods are cheap and made fresh each call. :func:`clear_shared_methods` drops them all.
+    """
+    if name not in _registry().NETWORKS:
+        return _baseline_method(name, weights, params)
+    spec, path, config = _resolve_network(name, weights, model_config, lam, params)
+    stat = path.stat()
+    key = (name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, repr(config))
+    with _shared_lock:
+        method = _shared_methods.get(key)
+        if method is None:
+            method = _build_network_method(spec, path, config)
+            _shared_methods[key] = method
+            while len(_shared_methods) > SHARED_METHODS_MAX:
+                _shared_methods.popitem(last=False)
+        _shared_methods.move_to_end(key)
+    return method
+
+
+def clear_shared_methods() -> None:
+    """Forget the networks :func:`fuse` keeps loaded (their memory is freed once unused)."""
+    with _shared_lock:
+        _shared_methods.clear()
 
 
 def trained_model_config(weights) -> ModelConfig | None:
@@ -149,9 +218,13 @@ def trained_model_config(weights) -> ModelConfig | None:
 
 
 def fuse(mri, pet, method="funfusean", weights=None, **options) -> np.ndarray:
-    """Fuse arrays: ``method`` is a name (loaded with ``weights``/``options``) or a loaded method."""
+    """Fuse arrays: ``method`` is a name (loaded with ``weights``/``options``) or a loaded method.
+
+    A network named here is built and loaded once per process (:func:`shared_method`): calling
+    ``fuse`` in a loop traces its forward pass once, whatever the image sizes.
+    """
     if isinstance(method, str):
-        method = load_method(method, weights=weights, **options)
+        method = shared_method(method, weights=weights, **options)
     return method(mri, pet)
 
 
@@ -181,7 +254,7 @@ def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None
     if colour not in COLOUR_MODES:
         raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
     if isinstance(method, str):
-        method = load_method(method, weights=weights, **options)
+        method = shared_method(method, weights=weights, **options)
     loaded, colours = [], []
     for pair in tqdm(pairs, desc="reading", unit="pair", disable=not progress or len(pairs) < 2, leave=False):
         loaded.append(load_pair(pair.mri, pair.pet))

@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from funfusean_tf import VERBOSE_ENV_VAR, _start_tensorflow_quietly
+
 #: verb name -> module (relative to this package). Order is the order of ``funfusean --help``.
 VERBS = {
     "demo": ".demo",
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Anatomical-functional brain image fusion (FunFuseAn, MdAFuse, ...) in TensorFlow 2 / Keras 3.",
     )
     parser.add_argument("--version", action="version", version=f"funfusean_tf {__version__}")
+    verbose_help = (f"keep TensorFlow's start-up and C++ log lines on stderr (dropped by default; also "
+                    f"{VERBOSE_ENV_VAR}=1 or TF_CPP_MIN_LOG_LEVEL=0)")
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
     sub = parser.add_subparsers(dest="verb", metavar="<verb>")
     for verb in VERBS:
         try:
@@ -50,34 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)
         module.add_arguments(verb_parser)
+        # SUPPRESS: a verb's default must not overwrite `funfusean --verbose <verb>`.
+        verb_parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
         verb_parser.set_defaults(_module=module)
     return parser
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probing) kept off stderr.
-
-    Those lines are written before TF_CPP_MIN_LOG_LEVEL takes effect; only file descriptor 2 is
-    silenced, only during the import, and an import error is still raised normally.
-    """
-    if "tensorflow" in sys.modules or os.environ.get("FUNFUSEAN_VERBOSE_TF"):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            try:
-                import tensorflow  # noqa: F401
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
+def _wants_verbose(argv: list[str]) -> bool:
+    """``--verbose`` anywhere before a ``--`` (before or after the verb)."""
+    return "--verbose" in (argv[: argv.index("--")] if "--" in argv else argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _import_tensorflow_quietly()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _wants_verbose(argv):
+        os.environ[VERBOSE_ENV_VAR] = "1"  # read by every later TensorFlow start, child processes too
+    # Before any verb module is imported: TensorFlow starts with its stderr chatter dropped and
+    # TF_CPP_MIN_LOG_LEVEL defaulting to 2 (funfusean_tf.__init__ says what and how to undo it).
+    _start_tensorflow_quietly()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_module", None) is None:
