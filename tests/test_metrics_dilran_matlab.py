@@ -139,16 +139,27 @@ def test_fmi_edge_invariants(triple):
     assert 0.0 <= fmi(zero, a, b, 3, "edge") <= 1.0
 
 
+def _one_pixel_above_flat():
+    fused = np.full((3, 3), 5.0)
+    fused[1, 1] = 6.0  # fmi.m's in-place normalisation turns this window into 0s and one 1
+    return fused
+
+
 def test_the_source_order_matters_through_fmi_m_in_place_normalisation():
-    # one 3x3 window, features as edge maps give them: F and B without edges, A with one.
-    # Order (A, B): A differs from F, so fmi.m's A-branch runs and leaves the (constant) fused
-    # window normalised to ones; B (zeros) then differs from those ones, both are constant,
-    # uniform pdfs, c = 0, I = 0: score 0; A's one-point pdf also scores 0. Window: 0.
-    # Order (B, A): B equals F (score 1), F is left as is, A scores 0. Window: 0.5.
-    f = np.zeros((3, 3))
-    spike = np.zeros((3, 3))
+    # One 3x3 window: F one pixel above a flat level, A = F, B = 0 (constant).
+    # Order (A, B): A equals F: 1, and F is left as it is; B differs, its constant window
+    # normalises to ones (a uniform pdf) against F's one-point pdf: 0. Window: 0.5.
+    # Order (B, A): B's branch runs first (0, as above) and normalises F's window in place to
+    # 0s and a 1; A (5s and a 6) now differs from it, and two one-point pdfs score 0. Window: 0.
+    fused, zeros = _one_pixel_above_flat(), np.zeros((3, 3))
+    assert fmi(fused, fused.copy(), zeros, 3, "none") == pytest.approx(0.5, abs=1e-12)
+    assert fmi(fused, zeros, fused.copy(), 3, "none") == pytest.approx(0.0, abs=1e-12)
+    # Where F's window is already 0 / 1 (an edge map), normalising changes only a constant window
+    # (to ones), and a constant source window scores 1 against it as against the raw one (two
+    # constant windows: 1 in fmi.m, see fmi_map): no order effect.
+    f, spike = np.zeros((3, 3)), np.zeros((3, 3))
     spike[1, 1] = 1.0
-    assert fmi(f, spike, f.copy(), 3, "none") == pytest.approx(0.0, abs=1e-12)
+    assert fmi(f, spike, f.copy(), 3, "none") == pytest.approx(0.5, abs=1e-12)
     assert fmi(f, f.copy(), spike, 3, "none") == pytest.approx(0.5, abs=1e-12)
 
 
@@ -158,7 +169,10 @@ def test_fmi_columns_of_the_dilran_preset_use_main_m_source_order(triple):
     dilran = {m.name: m for m in PRESETS["dilran"].metrics}
     assert dilran["FMI_edge"].func(f, a, b) == fmi(f, b, a, 3, "edge")
     assert dilran["FMI_pixel"].func(f, a, b) == fmi(f, b, a, 3, "none")
-    assert fmi(f, b, a, 3, "edge") != pytest.approx(fmi(f, a, b, 3, "edge"), abs=1e-3)
+    # on a window where the order shows (see above): B = F first gives 0.5, A = F first 0
+    fused, zeros = _one_pixel_above_flat(), np.zeros((3, 3))
+    assert dilran["FMI_pixel"].func(fused, zeros, fused.copy()) == pytest.approx(0.5, abs=1e-12)
+    assert dilran["FMI_pixel"].func(fused, fused.copy(), zeros) == pytest.approx(0.0, abs=1e-12)
 
 
 # --- analysis_MI.m: Dwinnell's MutualInformation in MATLAB --------------------------------------
