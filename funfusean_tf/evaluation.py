@@ -281,9 +281,13 @@ def evaluate(pairs, fused_dir, preset: str = "table1", out=None, split: str | No
                 images = tuple(read_grey_as(path, p.grey) for path in (fused_path, pair.mri, pair.pet))
                 shapes = {im.shape for im in images}
                 if len(shapes) != 1:
+                    def size(image):
+                        return "x".join(map(str, image.shape))
+
                     raise ValueError(
-                        f"pair {pair.name}: fused {images[0].shape}, {pair.mri.name} {images[1].shape} and "
-                        f"{pair.pet.name} {images[2].shape} differ in size"
+                        f"{fused_path}: the fused image is {size(images[0])}, but its sources {pair.mri} and "
+                        f"{pair.pet} are {size(images[1])} and {size(images[2])} (pair {pair.name}): "
+                        "they must have the same size"
                     )
                 cache[p.grey] = images
             fused, a, b = cache[p.grey]

@@ -125,3 +125,18 @@ def test_evaluate_reproduces_mdafuse_csv_through_the_pipeline(shared_data, tmp_p
     for row in result.rows:
         for name in ("EN", "MI", "SD", "SCD", "rSFe"):
             assert row[name] == pytest.approx(float(expected[int(row["pair"])][name]), rel=1e-9)
+
+
+def test_a_fused_image_of_the_wrong_size_is_named_by_path(pair_folder, tmp_path, capsys):
+    """Issue 15 case 6: the message names the fused file (its path) and the sizes, exit 2, nothing written."""
+    fused = tmp_path / "fused_wrong"
+    for i in range(3):
+        _png(fused / f"{i}.png", np.full((64, 64), 9 * i))
+    _png(fused / "1.png", np.zeros((60, 64)))
+    out = tmp_path / "r.csv"
+    code = main(["evaluate", "--pairs", str(pair_folder / "set"), "--fused", str(fused), "--out", str(out),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(fused / "1.png") in err and "60x64" in err and "64x64" in err
+    assert not out.exists()

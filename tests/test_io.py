@@ -170,3 +170,47 @@ def test_write_npy_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         io.write_npy(tmp_path / "x.npy", np.zeros(3))
     assert list(tmp_path.iterdir()) == []
+
+
+def _refuse_temp_files_in(folder, monkeypatch, errno_code=13, strerror="Permission denied"):
+    """mkstemp as in a read-only folder (chmod alone does not stop root): the OSError names the temp file."""
+    real = io.tempfile.mkstemp
+
+    def mkstemp(prefix="", suffix="", dir=None):
+        if dir is not None and os.path.samefile(dir, folder):
+            raise OSError(errno_code, strerror, os.path.join(dir, f"{prefix}q1w2e3r4{suffix}"))
+        return real(prefix=prefix, suffix=suffix, dir=dir)
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", mkstemp)
+
+
+def test_write_errors_name_the_path_asked_for_not_the_temp_file(tmp_path, monkeypatch):
+    """Issue 15 case 6: a read-only folder, a failed rename, a full disk: the message names out.png."""
+    target = tmp_path / "out.png"
+    _refuse_temp_files_in(tmp_path, monkeypatch)
+    with pytest.raises(PermissionError) as info:
+        write_png(target, np.zeros((4, 4), np.uint8))
+    assert str(target) in str(info.value) and "Permission denied" in str(info.value)
+    assert ".out." not in str(info.value) and "q1w2e3r4" not in str(info.value)
+    monkeypatch.undo()
+
+    def no_rename(src, dst):
+        raise OSError(30, "Read-only file system", str(src), None, str(dst))
+
+    monkeypatch.setattr(io.os, "replace", no_rename)
+    with pytest.raises(OSError) as info:
+        io.write_npy(tmp_path / "out.npy", np.zeros(3))
+    assert str(tmp_path / "out.npy") in str(info.value) and ".out." not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # the temp file is removed
+    monkeypatch.undo()
+
+    from PIL import Image as PILImage
+
+    def full_disk(self, fp, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(fp))
+
+    monkeypatch.setattr(PILImage.Image, "save", full_disk)
+    with pytest.raises(OSError) as info:
+        write_png(target, np.zeros((4, 4), np.uint8))
+    assert str(target) in str(info.value) and ".out." not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

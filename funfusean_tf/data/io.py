@@ -67,6 +67,8 @@ def _read_raster(path: Path) -> np.ndarray:
             rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+    except Exception as exc:  # PIL's plugins raise many types on damaged files (DecompressionBombError, ...)
+        raise ImageReadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     return rgb_to_grey(rgb)
 
 
@@ -114,8 +116,8 @@ def read_grey(path, slice_index: int | None = None, axis: int = 2) -> np.ndarray
             image = np.load(path, allow_pickle=False)
         except Exception as exc:
             raise ImageReadError(f"{path}: not a readable .npy array ({exc})") from exc
-        if not np.issubdtype(image.dtype, np.number):
-            raise ImageReadError(f"{path}: the array holds {image.dtype}, not numbers")
+        if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+            raise ImageReadError(f"{path}: the array holds {image.dtype}, not real numbers")
         image = np.asarray(image, dtype=np.float64)
         if image.ndim == 3 and image.shape[-1] == 1:
             image = image[..., 0]
@@ -139,10 +141,14 @@ def minmax_normalise(image: np.ndarray, name: str = "image") -> np.ndarray:
     image = np.asarray(image, dtype=np.float64)
     if not np.all(np.isfinite(image)):
         raise ImageReadError(f"{name}: the image contains NaN or infinite values")
+    if image.size == 0:
+        raise ImageReadError(f"{name}: the image is empty (shape {image.shape})")
     low, high = float(image.min()), float(image.max())
     if high <= low:
         raise ImageReadError(f"{name}: the image is constant (every pixel is {low:g}); it cannot be min-max scaled")
-    return ((image - low) / (high - low)).astype(np.float32)
+    if not np.isfinite(high - low):  # a range wider than float64 holds: halve everything first (exact)
+        image, low, high = image / 2, low / 2, high / 2
+    return np.clip((image - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def load_image(path, slice_index: int | None = None, axis: int = 2) -> np.ndarray:
@@ -223,15 +229,30 @@ def _new_file_mode() -> int:
 
 
 class atomic_path:
-    """Context manager giving a temporary path beside ``path``; renamed onto it only on success."""
+    """Context manager giving a temporary path beside ``path``; renamed onto it only on success.
+
+    The hidden temporary name never reaches the user: an OSError while creating, writing or
+    renaming it (a read-only folder, a full disk) is raised again naming ``path`` instead.
+    """
 
     def __init__(self, path, suffix: str | None = None):
         self.path = Path(path)
         self.suffix = suffix if suffix is not None else "".join(self.path.suffixes) or ".tmp"
+        self.tmp = None
+
+    def _named_for_user(self, exc: OSError) -> OSError:
+        """The same kind of OSError (errno kept), naming ``path`` where it named the temp file."""
+        if exc.errno is not None and exc.strerror:
+            return type(exc)(exc.errno, exc.strerror, str(self.path))
+        message = str(exc).replace(str(self.tmp), str(self.path)) if self.tmp is not None else str(exc)
+        return type(exc)(f"{self.path}: cannot write ({message})")
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.suffix, dir=self.path.parent)
+        try:
+            handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.suffix, dir=self.path.parent)
+        except OSError as exc:
+            raise self._named_for_user(exc) from exc
         os.close(handle)
         self.tmp = Path(name)
         return self.tmp
@@ -244,9 +265,15 @@ class atomic_path:
                 os.chmod(self.tmp, _new_file_mode())
             except OSError:
                 pass
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+            try:
+                os.replace(self.tmp, self.path)
+            except OSError as error:
+                self.tmp.unlink(missing_ok=True)
+                raise self._named_for_user(error) from error
+            return False
+        self.tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and self.tmp is not None and str(self.tmp) in str(exc):
+            raise self._named_for_user(exc) from exc
         return False
 
 
