@@ -9,9 +9,10 @@ in [0, 1]:
   contribution maps d sum(F) / d I (funfusean_tf.visualize, the same GradientTape computation).
 
 The archive needs nothing from this package to load: ``tf.saved_model.load(path)`` in any
-TensorFlow process (the custom layers are traced into the graph). Note that with per-batch
-BatchNorm statistics (the originals' behaviour, FIDELITY.md F2) each call normalises over the
-whole batch it is given: send one pair per call to reproduce the originals exactly.
+TensorFlow process (the custom layers are traced into the graph). With per-batch BatchNorm
+statistics (the originals' behaviour, FIDELITY.md F2) each image of a batch is normalised with its
+own statistics at inference, as the originals' batch-1 calls were, so a batch of N gives the N
+single-call results (and the N single-image contribution maps).
 """
 
 from __future__ import annotations

@@ -28,10 +28,12 @@ class BatchStatNormalization(keras.layers.BatchNormalization):
     """BatchNormalization that can normalise with the current batch's statistics at inference.
 
     With ``statistics="batch"`` (the originals' behaviour: TF1 ``batch_norm`` with
-    ``is_training`` left at its default) the layer always normalises with the mean and variance
-    of the batch it sees; during training it also updates the moving averages, exactly as the
-    parent layer does, but at inference it leaves them untouched, so fusing an image never
-    changes the model. With ``statistics="moving"`` it is the plain Keras layer.
+    ``is_training`` left at its default) the layer normalises with the current statistics, not
+    the moving averages. In training it is the parent layer (statistics of the whole batch,
+    moving averages updated). At inference (``training`` False or None) the mean and variance
+    are those of each example alone, over its spatial axes, since the originals ran inference
+    with batch size 1: a batch of N gives the N single-image results, and nothing is updated,
+    so fusing an image never changes the model. With ``statistics="moving"`` it is the plain Keras layer.
     """
 
     def __init__(self, statistics: str = "batch", **kwargs):
@@ -43,20 +45,26 @@ class BatchStatNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if self.statistics == "moving" or training:
             return super().call(inputs, training=training, mask=mask)
-        # Inference with batch statistics: normalise like training mode, update nothing.
-        axes = [i for i in range(len(inputs.shape)) if i != self.axis % len(inputs.shape)]
+        # Inference with batch statistics: normalise like training mode, update nothing. The
+        # originals ran inference with batch size 1, so the statistics are those of each example
+        # alone (moments over the spatial axes only): a batch of N equals N single calls, and a
+        # batch of 1 is the old whole-batch computation.
+        rank = len(inputs.shape)
+        channel = self.axis % rank
+        axes = [i for i in range(1, rank) if i != channel]
         compute_dtype = "float32" if inputs.dtype in ("float16", "bfloat16") else inputs.dtype
         x = ops.cast(inputs, compute_dtype)
-        mean, variance = ops.moments(x, axes=axes, keepdims=False, synchronized=self.synchronized)
-        outputs = ops.batch_normalization(
-            x,
-            mean=mean,
-            variance=variance,
-            axis=self.axis,
-            offset=ops.cast(self.beta, compute_dtype) if self.center else None,
-            scale=ops.cast(self.gamma, compute_dtype) if self.scale else None,
-            epsilon=self.epsilon,
-        )
+        mean, variance = ops.moments(x, axes=axes, keepdims=True, synchronized=self.synchronized)
+        offset = ops.cast(self.beta, compute_dtype) if self.center else None
+        scale = ops.cast(self.gamma, compute_dtype) if self.scale else None
+        if channel != rank - 1:  # broadcast the per-channel parameters along the channel axis
+            shape = [1] * rank
+            shape[channel] = -1
+            offset = None if offset is None else ops.reshape(offset, shape)
+            scale = None if scale is None else ops.reshape(scale, shape)
+        # axis=-1: the (N, 1, 1, C) moments broadcast as they are (no per-channel reshape).
+        outputs = ops.batch_normalization(x, mean=mean, variance=variance, axis=-1, offset=offset,
+                                          scale=scale, epsilon=self.epsilon)
         return ops.cast(outputs, inputs.dtype)
 
     def get_config(self):
