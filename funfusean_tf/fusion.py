@@ -2,7 +2,9 @@
 
 A *method* is anything with ``name`` and ``__call__(mri, pet) -> fused`` on float arrays: the
 networks of funfusean_tf.models (with trained weights) and the classical baselines alike.
-Inputs are [0, 1] grey images, (H, W) or stacks (N, H, W); the output has the same shape, as
+A method takes [0, 1] grey images, (H, W) or stacks (N, H, W); :func:`fuse` also takes raw
+integer images and min-max scales them per image as the file loaders do (:func:`prepare_inputs`),
+and refuses what the command line refuses. The output has the same shape, as
 float32 (a network's raw output: FunFuseAn's is in tanh's range). ``to_uint8`` in
 funfusean_tf.data.io makes the 8-bit file.
 
@@ -13,6 +15,7 @@ pair fused before the first file is written, so a bad input leaves no partial ou
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,11 +24,130 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .data.io import check_pair, load_pair, to_uint8, write_npy, write_png
+from .data.io import ImageReadError, as_stack, check_pair, load_pair, minmax_normalise, to_uint8, write_npy, write_png
 from .data.pairs import ImagePair
 
 __all__ = ["NetworkMethod", "load_method", "shared_method", "clear_shared_methods", "available_methods", "fuse",
-           "fuse_pairs", "FusedPair"]
+           "fuse_pairs", "FusedPair", "OutputOverwritesInputError", "ImageTooLargeError", "check_outputs",
+           "memory_needed", "available_memory", "check_memory", "prepare_inputs"]
+
+
+class OutputOverwritesInputError(ValueError):
+    """An output path that is one of the input files (same path, spelling aside, or a hard link)."""
+
+
+class ImageTooLargeError(ValueError):
+    """A pair whose fusion would need more memory than the machine has available."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except OSError:  # a symlink loop: compare what the system can tell
+        pass
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
+def check_outputs(pairs: list[ImagePair], outputs) -> None:
+    """Refuse any output path that is an input file of ``pairs`` (before anything is read or written).
+
+    Paths are compared resolved (``in/./a.png``, ``in/../in/a.png``, symlinks) and, where both
+    exist, by :func:`os.path.samefile` (hard links, case-insensitive file systems).
+    """
+    inputs = [(Path(path), role) for pair in pairs for path, role in ((pair.mri, "--mri"), (pair.pet, "--pet"))]
+    for out in outputs:
+        out = Path(out)
+        for path, role in inputs:
+            if _same_file(out, path):
+                raise OutputOverwritesInputError(
+                    f"{out}: the output would overwrite the input {path} ({role}); choose another output path"
+                )
+
+
+#: FunFuseAn-style networks hold this many maps of their widest layer at once per pixel (at the
+#: fusion rule: both branches' 64 high-frequency channels, their max, their sum and the fused
+#: map; one for the convolution's work space). 2048 x 2048 FunFuseAn measured 5.6 GB of process
+#: memory, 1300 bytes per pixel; this estimate gives 1536 (6 x 64 float32).
+LIVE_MAPS = 6
+#: A classical method's working memory per pixel: 32 float64 maps (pyramids, guided filters).
+BASELINE_BYTES_PER_PIXEL = 32 * 8
+
+
+def _widest_layer(model) -> int:
+    """The most channels any (nested) layer of a Keras model produces (Conv2D filters, Dense units)."""
+    widest, stack = 1, [model]
+    while stack:
+        layer = stack.pop()
+        for attribute in ("filters", "units"):
+            value = getattr(layer, attribute, None)
+            if isinstance(value, int):
+                widest = max(widest, value)
+        stack.extend(getattr(layer, "layers", None) or [])
+    return widest
+
+
+def bytes_per_pixel(method) -> int:
+    """Estimated peak memory of fusing one pixel of one image with ``method`` (bytes)."""
+    model = getattr(method, "model", None)
+    if model is None:
+        return BASELINE_BYTES_PER_PIXEL
+    return LIVE_MAPS * _widest_layer(model) * 4  # float32 maps
+
+
+def memory_needed(method, shape) -> int:
+    """Estimated peak bytes of fusing a pair of ``shape`` ((H, W) or (N, H, W)) with ``method``."""
+    height, width = shape[-2:]
+    images = shape[0] if len(shape) == 3 else 1
+    images = min(images, getattr(method, "batch_size", None) or images)  # one batch at a time
+    return int(images) * int(height) * int(width) * bytes_per_pixel(method)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: MemAvailable (psutil or /proc/meminfo), capped by a
+    cgroup v2 memory limit; None where neither can be read (then nothing is refused)."""
+    available = None
+    try:
+        import psutil
+
+        available = int(psutil.virtual_memory().available)
+    except Exception:  # psutil not installed, or no answer on this system
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            room = max(int(limit) - used, 0)
+            available = room if available is None else min(available, room)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def check_memory(method, shape, name: str = "the pair") -> None:
+    """Refuse (ImageTooLargeError) a pair whose fusion would need more memory than is available,
+    before any of it is allocated: a clear message instead of an abort (std::bad_alloc)."""
+    needed = memory_needed(method, shape)
+    available = available_memory()
+    if available is not None and needed > available:
+        height, width = shape[-2:]
+        raise ImageTooLargeError(
+            f"{name}: a {height}x{width} pair needs about {_gb(needed)} of memory for {method.name} "
+            f"(estimated {bytes_per_pixel(method)} bytes per pixel), but only {_gb(available)} is available; "
+            "fuse a smaller (cropped or downscaled) image or free memory"
+        )
 
 
 class NetworkMethod:
@@ -217,15 +339,80 @@ def trained_model_config(weights) -> ModelConfig | None:
     return None
 
 
+def _unit_range(stack: np.ndarray, name: str, single: bool) -> np.ndarray:
+    """A checked (N, H, W) stack as float32 in [0, 1]: see :func:`prepare_inputs`."""
+    if stack.dtype == object or not (np.issubdtype(stack.dtype, np.number) or stack.dtype == bool) \
+            or np.issubdtype(stack.dtype, np.complexfloating):
+        raise ValueError(f"{name}: expected an array of real numbers, got dtype {stack.dtype}")
+    if stack.size == 0:
+        raise ValueError(f"{name}: the image is empty (shape {stack.shape})")
+    scale = not np.issubdtype(stack.dtype, np.floating)  # integers (raw 8/16-bit grey levels), bools
+    out = np.empty(stack.shape, np.float32)
+    for i, image in enumerate(stack):
+        label = name if single else f"{name}[{i}]"
+        image = np.asarray(image, dtype=np.float64)
+        if not np.all(np.isfinite(image)):
+            raise ValueError(f"{label}: the image contains NaN or infinite values")
+        low, high = float(image.min()), float(image.max())
+        if scale or low < 0.0 or high > 1.0:
+            out[i] = minmax_normalise(image, name=label)
+        elif high <= low:
+            raise ImageReadError(f"{label}: the image is constant (every pixel is {low:g}); it cannot be "
+                                 "min-max scaled")
+        else:
+            out[i] = image
+    return out
+
+
+def prepare_inputs(mri, pet) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays :func:`fuse` fuses: checked as the command line checks files, in [0, 1].
+
+    - shapes (H, W), (N, H, W) or (N, H, W, 1), the same for both; real numbers, all finite;
+    - an image that is constant (a 1 x 1 image among them) is refused with the command line's
+      message ("the image is constant ...; it cannot be min-max scaled");
+    - integer arrays (a raw uint8 or uint16 image) and float arrays with values outside [0, 1] are
+      min-max scaled per image, as the loaders scale every file (so ``fuse(u8, ...)`` equals
+      ``fuse(minmax_normalise(u8), ...)`` and equals fusing the PNG file of ``u8``);
+    - float arrays already in [0, 1] are used as they are (float32), not rescaled.
+
+    Returns float32 arrays of the input's shape (a trailing channel axis dropped).
+    """
+    mri_stack, single = as_stack(mri, "mri", dtype=None)
+    pet_stack, pet_single = as_stack(pet, "pet", dtype=None)
+    if mri_stack.shape != pet_stack.shape or single != pet_single:
+        raise ValueError(f"mri {np.shape(mri)} and pet {np.shape(pet)} differ in shape: a pair must have the same size")
+    mri_stack = _unit_range(mri_stack, "mri", single)
+    pet_stack = _unit_range(pet_stack, "pet", single)
+    return (mri_stack[0], pet_stack[0]) if single else (mri_stack, pet_stack)
+
+
 def fuse(mri, pet, method="funfusean", weights=None, **options) -> np.ndarray:
     """Fuse arrays: ``method`` is a name (loaded with ``weights``/``options``) or a loaded method.
+
+    Inputs are checked and scaled by :func:`prepare_inputs`: constant (and so 1 x 1) images are
+    refused as the command line refuses them; integer arrays (raw uint8 grey levels) and float
+    arrays outside [0, 1] are min-max scaled per image as the file loaders do, so a uint8 image
+    and its min-max-scaled [0, 1] version fuse to the same result; float arrays within [0, 1] are
+    used unchanged. A pair too large for the available memory is refused up front
+    (:class:`ImageTooLargeError`, :func:`check_memory`).
 
     A network named here is built and loaded once per process (:func:`shared_method`): calling
     ``fuse`` in a loop traces its forward pass once, whatever the image sizes.
     """
+    mri, pet = prepare_inputs(mri, pet)
     if isinstance(method, str):
         method = shared_method(method, weights=weights, **options)
+    check_memory(method, np.shape(mri), "mri + pet")
     return method(mri, pet)
+
+
+def _output_paths(pairs, out_dir, out_names, save_npy) -> dict[str, list[Path]]:
+    """pair name -> [png] or [png, npy]: the files :func:`fuse_pairs` writes for it."""
+    outputs = {}
+    for pair in pairs:
+        png = Path(out_names[pair.name]) if out_names and pair.name in out_names else Path(out_dir) / f"{pair.name}.png"
+        outputs[pair.name] = [png, png.with_suffix(".npy")] if save_npy else [png]
+    return outputs
 
 
 @dataclass
@@ -242,6 +429,9 @@ def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None
     """Fuse file pairs and write ``<out_dir>/<name>.png`` (and ``.npy``), all or nothing.
 
     ``out_names`` maps a pair name to an explicit output path (the single-pair CLI form).
+    An output that is one of the inputs is refused before anything is read
+    (:class:`OutputOverwritesInputError`), and so is a pair too large for the available memory
+    before anything is fused (:class:`ImageTooLargeError`).
     ``colour``: "none" (grey PNGs), "ycbcr" (the fused image as Y beside the PET/SPECT file's
     own Cb, Cr: :func:`funfusean_tf.enhance.ycbcr_colour`) or "energy" (MdAFuse-style
     enhancement, an interpretation: :func:`funfusean_tf.enhance.enhance_colour`); the PNGs are
@@ -253,11 +443,14 @@ def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None
 
     if colour not in COLOUR_MODES:
         raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
+    outputs = _output_paths(pairs, out_dir, out_names, save_npy)
+    check_outputs(pairs, [path for pair in pairs for path in outputs[pair.name]])
     if isinstance(method, str):
         method = shared_method(method, weights=weights, **options)
     loaded, colours = [], []
     for pair in tqdm(pairs, desc="reading", unit="pair", disable=not progress or len(pairs) < 2, leave=False):
         loaded.append(load_pair(pair.mri, pair.pet))
+        check_memory(method, loaded[-1][0].shape, f"{pair.mri} + {pair.pet}")
         if colour != "none":
             colours.append(load_rgb(pair.pet))
             if colours[-1].shape[:2] != loaded[-1][1].shape:
@@ -270,8 +463,8 @@ def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None
             fused = method(mri, pet)
         except FloatingPointError as exc:
             raise FloatingPointError(f"{pair.mri} + {pair.pet}: {exc}") from exc
-        png = Path(out_names[pair.name]) if out_names and pair.name in out_names else Path(out_dir) / f"{pair.name}.png"
-        results.append(FusedPair(pair.name, fused, png, png.with_suffix(".npy") if save_npy else None))
+        png, *npy = outputs[pair.name]
+        results.append(FusedPair(pair.name, fused, png, npy[0] if npy else None))
     images = [to_uint8(r.fused, name=str(r.png)) for r in results]  # refuses NaN before any write
     if colour != "none":
         images = [colourise(image, rgb, colour) for image, rgb in zip(images, colours)]

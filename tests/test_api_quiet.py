@@ -217,3 +217,69 @@ def test_baselines_and_errors_go_through_shared_method(fresh_cache, rng):
     with pytest.raises(FileNotFoundError, match="no shipped funfusean weights for lambda 0.5"):
         fusion.fuse(mri, pet, method="funfusean", lam=0.5)
     assert not fusion._shared_methods
+
+
+# -- issue 15 case 5: the Python API checks its inputs as the command line does -------------------
+
+
+@pytest.mark.parametrize("method", ["average", "gff", "funfusean"])
+def test_fuse_refuses_constant_and_1x1_images_with_the_cli_message(fresh_cache, tmp_path, capsys, rng, method):
+    from funfusean_tf.cli import main
+
+    good = rng.random((16, 16), dtype=np.float32)
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(tmp_path / "flat.png")
+    Image.fromarray((good * 255).astype(np.uint8)).save(tmp_path / "good.png")
+    assert main(["fuse", "--mri", str(tmp_path / "flat.png"), "--pet", str(tmp_path / "good.png"),
+                 "--out", str(tmp_path / "f.png"), "--method", method]) == 2
+    cli_message = capsys.readouterr().err.strip().split("flat.png: ", 1)[1]
+    assert cli_message == "the image is constant (every pixel is 7); it cannot be min-max scaled"
+    for flat in (np.full((16, 16), 7, np.uint8), np.full((16, 16), 7.0)):
+        with pytest.raises(ValueError) as info:
+            fusion.fuse(flat, good, method=method)
+        assert str(info.value) == f"mri: {cli_message}"
+    with pytest.raises(ValueError, match=r"^pet: the image is constant \(every pixel is 0.5\)"):
+        fusion.fuse(good, np.full((16, 16), 0.5, np.float32), method=method)
+    with pytest.raises(ValueError, match=r"^mri: the image is constant \(every pixel is 3\)"):
+        fusion.fuse(np.full((1, 1), 3, np.uint8), np.full((1, 1), 9, np.uint8), method=method)
+    stack = rng.random((3, 16, 16), dtype=np.float32)
+    stack[1] = 0.25
+    with pytest.raises(ValueError, match=r"^pet\[1\]: the image is constant"):
+        fusion.fuse(rng.random((3, 16, 16), dtype=np.float32), stack, method=method)
+
+
+@pytest.mark.parametrize("method", ["average", "funfusean"])
+def test_fuse_scales_a_raw_uint8_image_as_the_cli_reads_its_file(fresh_cache, tmp_path, rng, method):
+    """A uint8 array, its min-max-scaled [0, 1] version and its PNG file through the CLI: one result."""
+    from funfusean_tf.cli import main
+    from funfusean_tf.data.io import minmax_normalise
+
+    mri8 = rng.integers(20, 201, (24, 32)).astype(np.uint8)  # not 0..255: u8 / 255 would differ
+    pet8 = rng.integers(5, 151, (24, 32)).astype(np.uint8)
+    scaled = fusion.fuse(minmax_normalise(mri8), minmax_normalise(pet8), method=method)
+    np.testing.assert_array_equal(fusion.fuse(mri8, pet8, method=method), scaled)
+    np.testing.assert_array_equal(fusion.fuse(mri8.astype(np.float64), pet8.astype(np.float64), method=method),
+                                  scaled)  # floats outside [0, 1] too
+    for name, array in (("mri", mri8), ("pet", pet8)):
+        Image.fromarray(array).save(tmp_path / f"{name}.png")
+    assert main(["fuse", "--mri", str(tmp_path / "mri.png"), "--pet", str(tmp_path / "pet.png"), "--out",
+                 str(tmp_path / "f.png"), "--method", method, "--npy", "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), scaled, rtol=0, atol=1e-6)
+    # valid [0, 1] floats are used as given: the same output as the method called directly
+    mri, pet = rng.random((24, 32), dtype=np.float32) * 0.5 + 0.1, rng.random((24, 32), dtype=np.float32)
+    np.testing.assert_array_equal(fusion.fuse(mri, pet, method=method),
+                                  fusion.shared_method(method)(mri, pet))
+
+
+def test_fuse_rejects_what_it_cannot_read_with_a_message(fresh_cache):
+    good = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    cases = [
+        (np.zeros((0, 8)), np.zeros((0, 8)), "empty"),
+        (good.astype(np.complex64), good, "real numbers"),
+        (np.array([["a"] * 8] * 8), good, "real numbers"),
+        (good, good[:, :7], "same size"),
+        (np.where(good > 0.5, np.nan, good), good, "NaN"),
+        (good[None, None], good, "expected an"),
+    ]
+    for mri, pet, fragment in cases:
+        with pytest.raises(ValueError, match=fragment):
+            fusion.fuse(mri, pet, method="average")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -175,3 +177,119 @@ def test_fuse_colour_needs_a_colour_image_file(tmp_path, tiny_pair, capsys, rng)
     _assert_fails_cleanly(capsys, ["fuse", "--mri", str(mri), "--pet", str(array_pet), "--out",
                                    str(out_dir / "x.png"), "--method", "average", "--colour", "ycbcr"],
                           out_dir, str(array_pet), "not a colour image file")
+
+
+# -- issue 15 case 1: an output that is an input is refused before any work ----------------------
+
+
+def _no_work(monkeypatch):
+    """Loading a method or reading an image now fails the test: the refusal must come first."""
+    from funfusean_tf import fusion
+    from funfusean_tf.cli import fuse as fuse_cli
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work was done before the output path was checked")
+
+    monkeypatch.setattr(fuse_cli, "load_method_from", forbidden)
+    monkeypatch.setattr(fusion, "load_pair", forbidden)
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "dotdot", "symlink", "hardlink", "pet", "npy"])
+def test_output_that_is_an_input_is_refused_before_any_work(tmp_path, capsys, monkeypatch, rng, spelling):
+    mri = _png(tmp_path / "in" / "same.png", rng.integers(0, 256, (16, 16)))
+    pet = _png(tmp_path / "in" / "pet.png", rng.integers(0, 256, (16, 16)))
+    extra = []
+    if spelling == "npy":  # --npy writes out.npy beside out.png: here that is the MRI input
+        mri = tmp_path / "in" / "same.npy"
+        np.save(mri, rng.random((16, 16)))
+        out, extra = str(tmp_path / "in" / "same.png"), ["--npy"]
+        pet.unlink()
+        pet = _png(tmp_path / "in" / "pet.png", rng.integers(0, 256, (16, 16)))
+    elif spelling == "same":
+        out = str(mri)
+    elif spelling == "dot":
+        out = f"{tmp_path}/in/./same.png"
+    elif spelling == "dotdot":
+        out = f"{tmp_path}/in/../in/same.png"
+    elif spelling == "symlink":
+        (tmp_path / "link").symlink_to(tmp_path / "in")
+        out = str(tmp_path / "link" / "same.png")
+    elif spelling == "hardlink":
+        out = str(tmp_path / "in" / "hard.png")
+        (tmp_path / "in" / "hard.png").hardlink_to(mri)
+    else:
+        out = str(pet)
+    before = {p: p.read_bytes() for p in (tmp_path / "in").iterdir()}
+    _no_work(monkeypatch)
+    code = main(["fuse", "--mri", str(mri), "--pet", str(pet), "--out", out, "--method", "average", *extra])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    named = Path(out).with_suffix(".npy") if spelling == "npy" else Path(out)  # as the user spelt it
+    assert f"{named}: the output would overwrite the input" in err
+    assert {p: p.read_bytes() for p in (tmp_path / "in").iterdir()} == before
+
+
+def test_folder_output_that_would_overwrite_an_input_is_refused(tmp_path, capsys, monkeypatch, rng):
+    for side in ("mri", "pet"):
+        for name in ("a", "b"):
+            _png(tmp_path / side / f"{name}.png", rng.integers(0, 256, (16, 16)))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.png")}
+    _no_work(monkeypatch)
+    for out in (tmp_path / "mri", tmp_path / "x" / ".." / "pet"):
+        code = main(["fuse", "--mri", str(tmp_path / "mri"), "--pet", str(tmp_path / "pet"), "--out", str(out),
+                     "--method", "average"])
+        err = capsys.readouterr().err
+        assert code == 2 and str(out / "a.png") in err and "would overwrite the input" in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.png")} == before
+
+
+def test_fuse_pairs_api_refuses_an_output_that_is_an_input(tmp_path, rng):
+    from funfusean_tf.data.pairs import ImagePair
+    from funfusean_tf.fusion import OutputOverwritesInputError, fuse_pairs
+
+    mri = _png(tmp_path / "a.png", rng.integers(0, 256, (16, 16)))
+    pet = _png(tmp_path / "p" / "a.png", rng.integers(0, 256, (16, 16)))
+    with pytest.raises(OutputOverwritesInputError, match="would overwrite"):
+        fuse_pairs([ImagePair(mri, pet, "a")], tmp_path, method="average", progress=False)
+
+
+# -- issue 15 case 2: a pair too large for memory is refused up front, never an abort -------------
+
+
+def test_pair_too_large_for_memory_is_refused_up_front(tmp_path, tiny_weights, capsys, monkeypatch, rng):
+    """The available memory is patched down (a real 4096 x 4096 run would need ~26 GB): refused
+    before fusing with the size and the memory needed, exit 2, nothing written."""
+    from funfusean_tf import fusion
+
+    mri = _png(tmp_path / "in" / "m.png", rng.integers(0, 256, (96, 128)))
+    pet = _png(tmp_path / "in" / "p.png", rng.integers(0, 256, (96, 128)))
+    monkeypatch.setattr(fusion, "available_memory", lambda: 5_000_000)
+
+    def forbidden(self, *args):
+        raise AssertionError("fused although it was refused")
+
+    monkeypatch.setattr(fusion.NetworkMethod, "__call__", forbidden)
+    out_dir = tmp_path / "out"
+    code = main(["fuse", "--mri", str(mri), "--pet", str(pet), "--out", str(out_dir / "f.png"),
+                 "--weights", str(tiny_weights), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "96x128" in err and "19 MB" in err and "5 MB" in err and "m.png" in err  # 96*128*6*64*4 bytes
+    assert not out_dir.exists()
+    with pytest.raises(fusion.ImageTooLargeError, match="96x128"):
+        fusion.fuse(rng.random((96, 128)), rng.random((96, 128)), weights=tiny_weights,
+                    model_config=__import__("funfusean_tf.config", fromlist=["ModelConfig"]).ModelConfig(
+                        hf_rule="guarded"))
+
+
+def test_memory_estimate_matches_the_measured_runs(tiny_weights):
+    """2048 x 2048 FunFuseAn ran in 5.6 GB and 4096 x 4096 died at 19 GB free (issue 15): the
+    estimate allows the first and refuses the second on that machine."""
+    from funfusean_tf.fusion import NetworkMethod, load_method, memory_needed
+
+    method = NetworkMethod(build_funfusean(hf_rule="guarded"), "funfusean")
+    assert memory_needed(method, (2048, 2048)) == 2048 * 2048 * 6 * 64 * 4
+    assert 5.0e9 < memory_needed(method, (2048, 2048)) < 10e9
+    assert memory_needed(method, (4096, 4096)) > 19e9
+    assert memory_needed(method, (3, 2048, 2048)) == memory_needed(method, (2048, 2048))  # batch 1
+    assert memory_needed(load_method("average"), (4096, 4096)) < 5e9

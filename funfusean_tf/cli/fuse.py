@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from funfusean_tf.fusion import available_methods, fuse_pairs
+    from funfusean_tf.fusion import available_methods, check_outputs, fuse_pairs
 
     if args.list:
         methods = available_methods()
@@ -44,6 +44,11 @@ def run(args) -> int:
         if out.suffix:
             raise ValueError(f"--out {out}: for several pairs, give a folder")
         out_names, out_dir = None, out
+    # Before any work (no model loaded, no file read): an output must not be one of the inputs.
+    outputs = [out] if single else [out / f"{pair.name}.png" for pair in pairs]
+    if args.npy:
+        outputs += [path.with_suffix(".npy") for path in outputs]
+    check_outputs(pairs, outputs)
     method = load_method_from(args)
     results = fuse_pairs(pairs, out_dir, method=method, save_npy=args.npy, progress=not args.quiet,
                          out_names=out_names, colour=args.colour)
