@@ -37,6 +37,8 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "to_toml",
+    "RUN_NEUTRAL_KEYS",
+    "config_differences",
 ]
 
 
@@ -265,3 +267,43 @@ def to_toml(config: ExperimentConfig) -> str:
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
         lines.append("")
     return "\n".join(lines)
+
+
+#: Settings that cannot change the weights of a run, so a run folder may be resumed with them
+#: changed: when and how much to checkpoint and log, where the folder is, and the number of
+#: epochs (more epochs continue the same run; training.fit_arrays refuses fewer than it holds).
+#: The [sweep] table and the description never reach the training. Everything else (lambda,
+#: learning rate, seed, batch size, determinism, every model option, every data setting) does.
+RUN_NEUTRAL_KEYS = frozenset({
+    "train.epochs",
+    "train.out_dir",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.tensorboard",
+})
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}", item, out)
+    else:
+        out[prefix] = value
+
+
+def config_differences(old: ExperimentConfig, new: ExperimentConfig,
+                       ignore=RUN_NEUTRAL_KEYS) -> list[tuple[str, Any, Any]]:
+    """The settings of the [model], [data] and [train] tables that differ between two configs, as
+    ``(dotted key, old value, new value)`` sorted by key; keys in ``ignore`` are left out. Nested
+    tables (``model.options``, ``data.phantom``) are compared key by key; a key missing on one
+    side is shown as ``None`` there."""
+    flat: list[dict] = []
+    for config in (old, new):
+        data = to_dict(config)
+        values: dict = {}
+        for table in ("model", "data", "train"):
+            _flatten(table, data[table], values)
+        flat.append(values)
+    keys = sorted(set(flat[0]) | set(flat[1]))
+    return [(key, flat[0].get(key), flat[1].get(key)) for key in keys
+            if key not in ignore and flat[0].get(key) != flat[1].get(key)]

@@ -50,3 +50,17 @@ def test_unset_bn_statistics_take_each_networks_own_default():
     assert resolve_model_config(ModelConfig(name="mdafuse")).bn_statistics == "moving"  # MdAFuse's eval()
     assert resolve_model_config(ModelConfig(name="mdafuse", bn_statistics="batch")).bn_statistics == "batch"
     assert uses_batch_statistics(build_model(ModelConfig(name="funfusean", hf_rule="guarded")))
+
+
+def test_config_differences_name_weight_relevant_settings_only():
+    from funfusean_tf.config import RUN_NEUTRAL_KEYS, config_differences
+
+    base = ExperimentConfig()
+    changed = apply_overrides(base, ["train.lambda=0.5", "model.options.depth=3", "data.phantom.fwhm_mm=8",
+                                     "train.epochs=999", "train.tensorboard=false", "train.checkpoint_every=5",
+                                     "train.keep_checkpoints=1", 'train.out_dir="elsewhere"', "sweep.omega=0.1"])
+    assert config_differences(base, changed) == [
+        ("data.phantom.fwhm_mm", None, 8), ("model.options.depth", None, 3), ("train.lambda", 0.8, 0.5)]
+    assert config_differences(base, base) == []
+    assert "train.lambda" not in RUN_NEUTRAL_KEYS and "train.seed" not in RUN_NEUTRAL_KEYS
+    assert config_differences(base, changed, ignore=())[-1][0] == "train.tensorboard"

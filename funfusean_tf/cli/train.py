@@ -1,4 +1,8 @@
-"""`funfusean train --config experiments/<name>/config.toml [--lambda L] [--set table.key=value ...]`."""
+"""`funfusean train --config experiments/<name>/config.toml [--lambda L] [--set table.key=value ...] [--restart]`.
+
+Rerunning in a run's folder resumes it; with a config that differs in a setting that can change
+the weights it is refused (exit 2, the differing settings named) unless --restart is given.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", help="output folder (overrides train.out_dir)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="TABLE.KEY=VALUE",
                         help="any other override, e.g. --set data.max_pairs=8 (repeatable)")
-    parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start again")
+    parser.add_argument("--restart", "--new-run", "--fresh", dest="restart", action="store_true",
+                        help="start a new run in the output folder, discarding the run there (needed when "
+                             "its config.toml differs from this config in anything but epochs, "
+                             "checkpointing and logging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -28,7 +35,7 @@ def run(args) -> int:
     if args.out:
         overrides.append(f"train.out_dir={args.out!r}".replace("'", '"'))
     config = apply_overrides(load_config(args.config), overrides)
-    result = train(config, resume=not args.fresh, progress=not args.quiet)
+    result = train(config, resume=not args.restart, progress=not args.quiet)
     last = result.history[-1] if result.history else None
     if last:
         parts = ", ".join(f"{k} {v:.6f}" for k, v in last.items() if k not in ("epoch", "loss", "seconds"))
