@@ -147,7 +147,10 @@ def _expected_unit(array: np.ndarray) -> np.ndarray:
         if np.issubdtype(array.dtype, np.floating) and image.min() >= 0 and image.max() <= 1:
             out.append(image.astype(np.float32))
         else:
-            out.append(((image - image.min()) / (image.max() - image.min())).astype(np.float32))
+            low, high = image.min(), image.max()
+            if not np.isfinite(high - low):  # a range wider than float64: halve first, as documented
+                image, low, high = image / 2, low / 2, high / 2
+            out.append(((image - low) / (high - low)).astype(np.float32))
     return np.stack(out)
 
 
