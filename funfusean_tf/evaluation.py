@@ -80,6 +80,8 @@ def read_grey_as(path, grey: str = "matlab") -> np.ndarray:
                     rgb = np.asarray(image.convert("RGB"))
         except (UnidentifiedImageError, OSError) as exc:
             raise io.ImageReadError(f"{path}: not a readable image ({exc})") from exc
+        except Exception as exc:  # PIL's plugins raise many types on damaged files (DecompressionBombError, ...)
+            raise io.ImageReadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     if rgb is None:
         return io.read_grey(path)
     if grey == "matlab":
