@@ -51,15 +51,28 @@ def export_saved_model(method_or_model, out_dir) -> Path:
     model = getattr(method_or_model, "model", method_or_model)
     if not isinstance(model, keras.Model) or len(model.inputs) != 2:
         raise ValueError("export needs a Keras fusion network with two inputs [mri, pet]")
+    import shutil
+    import tempfile
+
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out}: the folder exists and is not empty")
     serve, contributions = _signature_functions(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serve)
     archive.add_endpoint("contributions", contributions)
-    archive.write_out(str(out), verbose=False)
+    # Written beside the target and renamed onto it when complete: an interrupted or failed
+    # export leaves no half-written SavedModel under the asked-for name.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    try:
+        archive.write_out(str(staging / "saved"), verbose=False)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        (staging / "saved").rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -75,7 +88,10 @@ def export_onnx(method_or_model, out_path, opset: int = 17) -> Path:
     serve, _ = _signature_functions(model)
     spec = (tf.TensorSpec((None, None, None, 1), tf.float32, name="mri"),
             tf.TensorSpec((None, None, None, 1), tf.float32, name="pet"))
+    from .data.io import atomic_path
+
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(out))
+    with atomic_path(out, suffix=".onnx") as tmp:  # no half-written file under the asked-for name
+        tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(tmp))
     return out

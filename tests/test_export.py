@@ -130,3 +130,30 @@ def test_batch_of_three_equals_three_single_calls_keras_and_saved_model(tmp_path
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "saved")], capture_output=True, text=True,
                           env=env, cwd=Path(__file__).resolve().parents[1], timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_a_failed_export_leaves_no_partial_saved_model(tmp_path, monkeypatch):
+    """Atomic writes (issue 15): the SavedModel is written beside the target and renamed onto it;
+    an export that fails half-way leaves neither the folder nor its staging copy behind."""
+    import keras
+
+    archive_class = type(keras.export.ExportArchive())  # the backend's class
+    real = archive_class.write_out
+
+    def half_then_fail(self, path, **kwargs):
+        real(self, path, **kwargs)
+        (Path(path) / "variables").rename(Path(path) / "lost")
+        raise OSError("disk full")
+
+    model = build_funfusean(hf_rule="guarded")
+    monkeypatch.setattr(archive_class, "write_out", half_then_fail)
+    from funfusean_tf.export import export_saved_model
+
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(model, tmp_path / "saved")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    (tmp_path / "empty").mkdir()  # an empty folder may be the target
+    assert (export_saved_model(model, tmp_path / "empty") / "saved_model.pb").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
