@@ -8,11 +8,10 @@ The contribution of input k at pixel (n, m) is ``sum_ij dF[i, j] / dI_k[n, m]``:
 of ``d sum(F[region]) / d I_k`` (the per-pixel view that FuseVis later built on; not in the paper).
 
 BatchNorm follows the model's fidelity option (FIDELITY.md, "BatchNorm statistics"): the model is
-called with ``training=False``, so ``BatchStatNormalization(statistics="batch")`` normalises with
-the statistics of the batch it sees and updates nothing. The original computed the maps with batch
-size 1, so with batch statistics every image is its own batch by default (``batch_size=None``):
-in a batch of several images the statistics are shared, the fused images change, and the gradient
-of the batch's ``sum(F)`` picks up cross-image terms through the shared mean and variance.
+called with ``training=False``, so ``BatchStatNormalization(statistics="batch")`` normalises each
+image with its own statistics (as the original's batch size 1) and updates nothing: a batch of
+several images gives each image the maps it would get alone (up to oneDNN's batch-size-dependent
+rounding). Each image is still its own batch by default (``batch_size=None``).
 
 :func:`colour_code` is the paper's visualisation. ``mode="faithful"`` repeats the original
 visualisation.py step by step: min-max of the signed gradient stack to [0, 1] (float32, NumPy),
@@ -237,8 +236,8 @@ def contribution_tensors(model, mri, pet, cotangent=None, split_input_convs: boo
     ``mri`` and ``pet``: (N, H, W, 1) tensors. Returns ``(grad_mri, grad_pet, fused)``, where the
     gradients are of ``sum(F)`` (or of ``sum(cotangent * F)`` when a cotangent is given) with
     respect to each input: one ``tf.GradientTape`` pass, only the input tensors as sources, the
-    model called with ``training=False``. With batch-statistics BatchNorm the whole batch shares
-    its statistics: send one pair per call to reproduce the original (see :func:`contribution_maps`).
+    model called with ``training=False``. With batch-statistics BatchNorm each image is normalised
+    with its own statistics at inference, so a batch gives each image its own maps.
     ``split_input_convs=False`` runs the tape through to the input tensors (see :class:`_Split`).
     """
     import tensorflow as tf
