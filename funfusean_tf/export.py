@@ -29,14 +29,28 @@ def _signature_functions(model):
 
     spec = tf.TensorSpec((None, None, None, 1), tf.float32)
 
+    def checked(mri, pet):
+        # A concrete signature does not enforce its TensorSpec's rank: a (N, H, W) tensor would
+        # reach oneDNN's convolution, which aborts the process. Refuse it first, with a message.
+        checks = []
+        for name, image in (("mri", mri), ("pet", pet)):
+            message = f"{name} must be a float32 batch of shape (N, H, W, 1) (images in [0, 1]): wrong rank or channel count"
+            checks.append(tf.debugging.assert_rank(image, 4, message=message))
+            with tf.control_dependencies(checks[-1:]):
+                checks.append(tf.debugging.assert_equal(tf.shape(image)[-1], 1, message=message))
+        with tf.control_dependencies(checks):
+            return tf.identity(mri), tf.identity(pet)
+
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32, name="mri"),
                                   tf.TensorSpec((None, None, None, 1), tf.float32, name="pet")])
     def serve(mri, pet):
+        mri, pet = checked(mri, pet)
         return {"fused": model([mri, pet], training=False)}
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 1), tf.float32, name="mri"),
                                   tf.TensorSpec((None, None, None, 1), tf.float32, name="pet")])
     def contributions(mri, pet):
+        mri, pet = checked(mri, pet)
         grad_mri, grad_pet, fused = contribution_tensors(model, mri, pet)
         return {"fused": fused, "grad_mri": grad_mri, "grad_pet": grad_pet}
 

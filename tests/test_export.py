@@ -157,3 +157,31 @@ def test_a_failed_export_leaves_no_partial_saved_model(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()  # an empty folder may be the target
     assert (export_saved_model(model, tmp_path / "empty") / "saved_model.pb").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_saved_model_signature_names_a_missing_channel_axis(tmp_path):
+    """Issue 15, case 6: calling the exported `serve` signature with (N, H, W) images (no channel
+    axis) must raise an error that says what shape is expected. Before, oneDNN's convolution
+    aborted the whole process (a C++ check failure, no Python error at all)."""
+    out = tmp_path / "saved"
+    model = build_funfusean(hf_rule="guarded")
+    from funfusean_tf.export import export_saved_model
+
+    export_saved_model(NetworkMethod(model, "funfusean"), out)
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({str(out)!r})
+        x = tf.constant(np.random.default_rng(0).random((1, 32, 32)), tf.float32)
+        for name in ("serve", "contributions"):
+            try:
+                loaded.signatures[name](mri=x, pet=x)
+            except tf.errors.InvalidArgumentError as exc:
+                said = [line for line in exc.message.splitlines() if "must be" in line]
+                print(name, "refused:", said[0] if said else " ".join(exc.message.split()))
+            else:
+                print(name, "accepted")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line for line in run.stdout.splitlines() if "refused" in line or "accepted" in line]
+    assert len(lines) == 2 and all("refused" in line and "(N, H, W, 1)" in line for line in lines), run.stdout
