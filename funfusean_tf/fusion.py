@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .data.io import ImageReadError, as_stack, check_pair, load_pair, minmax_normalise, to_uint8, write_npy, write_png
+from .data.io import as_stack, check_pair, load_pair, minmax_normalise, scalable_range, to_uint8, write_npy, write_png
 from .data.pairs import ImagePair
 
 __all__ = ["NetworkMethod", "load_method", "shared_method", "clear_shared_methods", "available_methods", "fuse",
@@ -351,16 +351,8 @@ def _unit_range(stack: np.ndarray, name: str, single: bool) -> np.ndarray:
     for i, image in enumerate(stack):
         label = name if single else f"{name}[{i}]"
         image = np.asarray(image, dtype=np.float64)
-        if not np.all(np.isfinite(image)):
-            raise ValueError(f"{label}: the image contains NaN or infinite values")
-        low, high = float(image.min()), float(image.max())
-        if scale or low < 0.0 or high > 1.0:
-            out[i] = minmax_normalise(image, name=label)
-        elif high <= low:
-            raise ImageReadError(f"{label}: the image is constant (every pixel is {low:g}); it cannot be "
-                                 "min-max scaled")
-        else:
-            out[i] = image
+        low, high = scalable_range(image, label)  # the loaders' checks and messages
+        out[i] = minmax_normalise(image, name=label) if scale or low < 0.0 or high > 1.0 else image
     return out
 
 

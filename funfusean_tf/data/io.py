@@ -136,9 +136,8 @@ def read_grey(path, slice_index: int | None = None, axis: int = 2) -> np.ndarray
     return image
 
 
-def minmax_normalise(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """(x - min) / (max - min) as float32, per image, as the originals scaled every input."""
-    image = np.asarray(image, dtype=np.float64)
+def scalable_range(image: np.ndarray, name: str = "image") -> tuple[float, float]:
+    """(min, max) of an image that can be min-max scaled: finite, not empty, not constant."""
     if not np.all(np.isfinite(image)):
         raise ImageReadError(f"{name}: the image contains NaN or infinite values")
     if image.size == 0:
@@ -146,6 +145,13 @@ def minmax_normalise(image: np.ndarray, name: str = "image") -> np.ndarray:
     low, high = float(image.min()), float(image.max())
     if high <= low:
         raise ImageReadError(f"{name}: the image is constant (every pixel is {low:g}); it cannot be min-max scaled")
+    return low, high
+
+
+def minmax_normalise(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """(x - min) / (max - min) as float32, per image, as the originals scaled every input."""
+    image = np.asarray(image, dtype=np.float64)
+    low, high = scalable_range(image, name)
     if not np.isfinite(high - low):  # a range wider than float64 holds: halve everything first (exact)
         image, low, high = image / 2, low / 2, high / 2
     return np.clip((image - low) / (high - low), 0.0, 1.0).astype(np.float32)
