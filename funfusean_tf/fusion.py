@@ -75,6 +75,8 @@ def check_outputs(pairs: list[ImagePair], outputs) -> None:
 LIVE_MAPS = 6
 #: A classical method's working memory per pixel: 32 float64 maps (pyramids, guided filters).
 BASELINE_BYTES_PER_PIXEL = 32 * 8
+#: Images per forward call of a network (NetworkMethod.batch_for may use fewer).
+DEFAULT_BATCH_SIZE = 8
 
 
 def _widest_layer(model) -> int:
@@ -103,6 +105,8 @@ def memory_needed(method, shape) -> int:
     height, width = shape[-2:]
     images = shape[0] if len(shape) == 3 else 1
     images = min(images, getattr(method, "batch_size", None) or images)  # one batch at a time
+    if hasattr(method, "batch_for"):  # a network shrinks its batch to what fits; one image always runs
+        images = 1
     return int(images) * int(height) * int(width) * bytes_per_pixel(method)
 
 
@@ -156,24 +160,37 @@ class NetworkMethod:
     def __init__(self, model, name: str, weights: str | None = None, batch_size: int | None = None):
         import tensorflow as tf
 
-        from .models.layers import uses_batch_statistics
-
         self.model = model
         self.name = name
         self.weights = weights
-        # With batch-statistics BatchNorm an image's output depends on its batch companions: fuse
-        # one image per batch, as the originals did (FIDELITY.md F2). Otherwise batches of 8.
-        self.batch_size = batch_size or (1 if uses_batch_statistics(model) else 8)
+        # Batches of 8 for every network: at inference a batch-statistics BatchNorm normalises each
+        # image with its own statistics (FIDELITY.md F2), so a batch gives each image its batch-1
+        # result, and batching is the fast path. batch_for() shrinks a batch that would not fit.
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         spec = tf.TensorSpec((None, None, None, 1), tf.float32)
         self._forward = tf.function(lambda a, b: model([a, b], training=False), input_signature=[spec, spec],
                                     reduce_retracing=True)
 
+    def batch_for(self, shape) -> int:
+        """Images per forward call for a stack of ``shape`` ((H, W) or (N, H, W)): ``batch_size``,
+        fewer where the stack is shorter or a full batch would need more than half the available
+        memory; at least one (whether one image fits is check_memory's question)."""
+        height, width = shape[-2:]
+        images = shape[0] if len(shape) == 3 else 1
+        per_image = int(height) * int(width) * bytes_per_pixel(self)
+        available = available_memory()
+        fits = self.batch_size if available is None else available // (2 * max(per_image, 1))
+        return int(max(1, min(self.batch_size, images, fits)))
+
     def __call__(self, mri, pet) -> np.ndarray:
         mri, pet, single = check_pair(mri, pet)
         outputs = []
-        for start in range(0, len(mri), self.batch_size):
-            a = mri[start : start + self.batch_size, ..., None]
-            b = pet[start : start + self.batch_size, ..., None]
+        batch = self.batch_for(mri.shape)
+        for start in range(0, len(mri), batch):
+            a = mri[start : start + batch, ..., None]
+            b = pet[start : start + batch, ..., None]
             outputs.append(np.asarray(self._forward(a, b))[..., 0])
         fused = np.concatenate(outputs)
         bad = ~np.isfinite(fused)
@@ -415,6 +432,37 @@ class FusedPair:
     npy: Path | None
 
 
+def _fuse_in_batches(method, pairs: list[ImagePair], loaded: list, progress: bool) -> list[np.ndarray]:
+    """Fuse loaded pairs, stacking pairs of one size into the method's batches (a network's fast
+    path, exact: FIDELITY.md F2); a non-finite result is reported with the pair that made it."""
+    from tqdm.auto import tqdm
+
+    by_shape: dict[tuple, list[int]] = {}
+    for index, (mri, _) in enumerate(loaded):
+        by_shape.setdefault(mri.shape, []).append(index)
+    fused: list = [None] * len(pairs)
+    with tqdm(total=len(pairs), desc=f"fusing ({method.name})", unit="pair",
+              disable=not progress or len(pairs) < 2, leave=False) as bar:
+        for shape, indices in by_shape.items():
+            size = method.batch_for((len(indices), *shape)) if hasattr(method, "batch_for") else 1
+            for start in range(0, len(indices), size):
+                chunk = indices[start : start + size]
+                try:
+                    stacked = method(np.stack([loaded[i][0] for i in chunk]), np.stack([loaded[i][1] for i in chunk]))
+                except FloatingPointError:
+                    stacked = None  # find the pair that made it, one at a time
+                for position, index in enumerate(chunk):
+                    if stacked is None:
+                        try:
+                            fused[index] = method(*loaded[index])
+                        except FloatingPointError as exc:
+                            raise FloatingPointError(f"{pairs[index].mri} + {pairs[index].pet}: {exc}") from exc
+                    else:
+                        fused[index] = stacked[position]
+                bar.update(len(chunk))
+    return fused
+
+
 def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None, save_npy: bool = False,
                progress: bool = True, out_names: dict[str, Path] | None = None, colour: str = "none",
                **options) -> list[FusedPair]:
@@ -448,13 +496,9 @@ def fuse_pairs(pairs: list[ImagePair], out_dir, method="funfusean", weights=None
             if colours[-1].shape[:2] != loaded[-1][1].shape:
                 raise ValueError(f"{pair.pet}: its colour image {colours[-1].shape[:2]} and the fused size "
                                  f"{loaded[-1][1].shape} differ")
+    fused_images = _fuse_in_batches(method, pairs, loaded, progress)
     results = []
-    for pair, (mri, pet) in tqdm(list(zip(pairs, loaded)), desc=f"fusing ({method.name})", unit="pair",
-                                 disable=not progress or len(pairs) < 2, leave=False):
-        try:
-            fused = method(mri, pet)
-        except FloatingPointError as exc:
-            raise FloatingPointError(f"{pair.mri} + {pair.pet}: {exc}") from exc
+    for pair, fused in zip(pairs, fused_images):
         png, *npy = outputs[pair.name]
         results.append(FusedPair(pair.name, fused, png, npy[0] if npy else None))
     images = [to_uint8(r.fused, name=str(r.png)) for r in results]  # refuses NaN before any write
