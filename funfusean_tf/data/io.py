@@ -7,7 +7,8 @@ that every method, metric and command reads images the same way:
   because the palette index is not a grey level;
 - RGB pseudo-colour PET/SPECT becomes grey with 0.2989 R + 0.5870 G + 0.1140 B, the weights the
   original FunFuseAn and MdAFuse code used (see FIDELITY.md);
-- NPY arrays are taken as they are; NIfTI volumes give one axial slice (nibabel);
+- NPY arrays are taken as they are; NIfTI volumes give one axial slice (nibabel), or the whole
+  volume with its header (:func:`read_volume`, for `funfusean_tf.volumes`);
 - each image is then min-max scaled to [0, 1] on its own, as the originals did. A constant image
   cannot be scaled and is an error, not a division by zero.
 
@@ -26,6 +27,7 @@ __all__ = [
     "ImageReadError",
     "RGB_TO_GREY_WEIGHTS",
     "read_grey",
+    "read_volume",
     "minmax_normalise",
     "load_image",
     "load_pair",
@@ -78,14 +80,40 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     return r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]
 
 
-def _read_nifti(path: Path, slice_index: int | None, axis: int) -> np.ndarray:
+def _load_nifti(path: Path):
+    """(nibabel image, its values as float64 with the file's scl_slope/scl_inter applied)."""
     import nibabel as nib
 
     try:
-        volume = np.asanyarray(nib.load(str(path)).dataobj, dtype=np.float64)
+        image = nib.load(str(path))
+        return image, np.asanyarray(image.dataobj, dtype=np.float64)
     except Exception as exc:  # nibabel raises several unrelated types for a bad file
         raise ImageReadError(f"{path}: not a readable NIfTI file ({exc})") from exc
-    volume = np.squeeze(volume)
+
+
+def read_volume(path):
+    """A 3-D NIfTI volume: (raw values as float64, the nibabel image with its header and affine).
+
+    A 4-D file holding one volume (X, Y, Z, 1) is taken as 3-D; any other shape, NaN or infinite
+    values are an :class:`ImageReadError` naming the file. Values are not scaled.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    if _suffix(path) not in _NIFTI_SUFFIXES:
+        raise ImageReadError(f"{path}: not a NIfTI volume (expected .nii or .nii.gz)")
+    image, volume = _load_nifti(path)
+    if volume.ndim == 4 and volume.shape[3] == 1:
+        volume = volume[..., 0]
+    if volume.ndim != 3:
+        raise ImageReadError(f"{path}: expected a 3-D NIfTI volume (or 4-D with one volume), got shape {volume.shape}")
+    if not np.all(np.isfinite(volume)):
+        raise ImageReadError(f"{path}: the volume contains NaN or infinite values")
+    return volume, image
+
+
+def _read_nifti(path: Path, slice_index: int | None, axis: int) -> np.ndarray:
+    volume = np.squeeze(_load_nifti(path)[1])
     if volume.ndim == 2:
         return volume
     if volume.ndim != 3:
