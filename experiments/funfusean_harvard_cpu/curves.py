@@ -80,7 +80,7 @@ def read_rows(path: Path) -> dict[int, dict]:
     if not path.is_file():
         return {}
     with path.open() as handle:
-        return {int(row["epoch"]): {k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)}
+        return {int(float(row["epoch"])): {k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)}
 
 
 def write_rows(path: Path, rows: dict[int, dict]) -> None:
@@ -93,7 +93,7 @@ def write_rows(path: Path, rows: dict[int, dict]) -> None:
     tmp.replace(path)
 
 
-def plot(run: Path, rows: dict[int, dict], out: Path) -> None:
+def plot(run: Path, rows: dict[int, dict], out: Path, pairs: str = "held-out Harvard MRI/PET test pairs") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +110,7 @@ def plot(run: Path, rows: dict[int, dict], out: Path) -> None:
     axes[1].plot(epochs, [rows[e]["q_viff"] for e in epochs], "s-", label="Q_VIFF")
     axes[1].axhline(0.80, ls=":", c="C0")
     axes[1].axhline(0.55, ls=":", c="C1")
-    axes[1].set_title("held-out Q_S, Q_VIFF (targets dotted)")
+    axes[1].set_title("Q_S, Q_VIFF (targets dotted)")
     axes[1].legend()
     axes[2].plot(epochs, [rows[e]["background"] for e in epochs], "o-")
     axes[2].axhline(10, ls=":", c="k")
@@ -120,7 +120,7 @@ def plot(run: Path, rows: dict[int, dict], out: Path) -> None:
     axes[3].set_title("contribution map: central 98 % width")
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.suptitle(f"{run.name}: held-out Harvard MRI/PET test pairs")
+    fig.suptitle(f"{run.name}: {pairs}")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -148,7 +148,7 @@ def main() -> None:
         print("epoch {epoch}: Q_S {q_s:.4f}  Q_VIFF {q_viff:.4f}  background {background:.1f}  "
               "map levels {map_levels:.0f}".format(**rows[epoch]), flush=True)
     if rows:
-        plot(args.run, rows, out / "curves.png")
+        plot(args.run, rows, out / "curves.png", f"{len(pairs)} pairs of {args.pair_set}" + (f" ({args.split})" if args.split else ""))
         print(f"wrote {out / 'curves.csv'} and {out / 'curves.png'}")
 
 
