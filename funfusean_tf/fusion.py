@@ -103,11 +103,18 @@ def bytes_per_pixel(method) -> int:
 def memory_needed(method, shape) -> int:
     """Estimated peak bytes of fusing a pair of ``shape`` ((H, W) or (N, H, W)) with ``method``."""
     height, width = shape[-2:]
-    images = shape[0] if len(shape) == 3 else 1
-    images = min(images, getattr(method, "batch_size", None) or images)  # one batch at a time
     if hasattr(method, "batch_for"):  # a network shrinks its batch to what fits; one image always runs
         images = 1
+    else:  # one batch at a time
+        images = shape[0] if len(shape) == 3 else 1
+        images = min(images, getattr(method, "batch_size", None) or images)
     return int(images) * int(height) * int(width) * bytes_per_pixel(method)
+
+
+def batch_size_for(method, shape) -> int:
+    """Images per call of ``method`` for a stack of ``shape`` ((H, W) or (N, H, W)): a network's
+    :meth:`NetworkMethod.batch_for`, one for any other method (it batches inside, if at all)."""
+    return int(method.batch_for(shape)) if hasattr(method, "batch_for") else 1
 
 
 def available_memory() -> int | None:
@@ -444,7 +451,7 @@ def _fuse_in_batches(method, pairs: list[ImagePair], loaded: list, progress: boo
     with tqdm(total=len(pairs), desc=f"fusing ({method.name})", unit="pair",
               disable=not progress or len(pairs) < 2, leave=False) as bar:
         for shape, indices in by_shape.items():
-            size = method.batch_for((len(indices), *shape)) if hasattr(method, "batch_for") else 1
+            size = batch_size_for(method, (len(indices), *shape))
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]
                 try:

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.io import ImageReadError, atomic_path, minmax_normalise, read_volume, scalable_range
+from .data.io import ImageReadError, atomic_path, is_nifti_path, minmax_normalise, read_volume, scalable_range
 from .data.pairs import ImagePair
-from .fusion import check_memory, check_outputs, shared_method
+from .fusion import batch_size_for, check_memory, check_outputs, shared_method
 
 __all__ = ["GridMismatchError", "is_nifti_path", "check_same_grid", "scale_volume_slices", "fuse_volume_arrays",
            "fuse_volume", "check_volume_paths", "VolumeResult", "SCALINGS", "OUTPUT_DTYPES"]
@@ -48,12 +48,6 @@ RELATIVE_TOL = 1e-4
 
 class GridMismatchError(ValueError):
     """Two volumes that are not on the same voxel grid (shape, voxel size or affine)."""
-
-
-def is_nifti_path(path) -> bool:
-    """Whether a file name ends in .nii or .nii.gz (any case)."""
-    name = Path(path).name.lower()
-    return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
 def _fmt(values) -> str:
@@ -128,12 +122,6 @@ def scale_volume_slices(mri: np.ndarray, pet: np.ndarray, axis: int = 2, scaling
         yield index, scale(0, a, index), scale(1, b, index)
 
 
-def _batch_size(method, shape) -> int:
-    if hasattr(method, "batch_for"):
-        return int(method.batch_for(shape))
-    return int(max(1, min(getattr(method, "batch_size", 1) or 1, shape[0])))
-
-
 def fuse_volume_arrays(mri: np.ndarray, pet: np.ndarray, method="funfusean", axis: int = 2, scaling: str = "slice",
                        progress: bool = True, names: tuple[str, str] = ("mri", "pet"), **options) -> np.ndarray:
     """Fuse two raw 3-D arrays of one shape slice by slice along ``axis``; float32, the input's shape.
@@ -154,7 +142,7 @@ def fuse_volume_arrays(mri: np.ndarray, pet: np.ndarray, method="funfusean", axi
     out_slices = np.moveaxis(out, axis, 0)  # a view: writing a slice writes the volume
     slice_shape = out_slices.shape[1:]
     check_memory(method, slice_shape, f"{names[0]} + {names[1]} (one slice along axis {axis})")
-    batch = _batch_size(method, out_slices.shape)
+    batch = batch_size_for(method, out_slices.shape)
     pending: list = []
 
     def flush():

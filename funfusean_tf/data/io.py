@@ -28,6 +28,7 @@ __all__ = [
     "RGB_TO_GREY_WEIGHTS",
     "read_grey",
     "read_volume",
+    "is_nifti_path",
     "minmax_normalise",
     "load_image",
     "load_pair",
@@ -54,6 +55,11 @@ class ImageReadError(ValueError):
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def is_nifti_path(path) -> bool:
+    """Whether a file name ends in .nii or .nii.gz (any case)."""
+    return _suffix(Path(path)) in _NIFTI_SUFFIXES
 
 
 def _read_raster(path: Path) -> np.ndarray:
@@ -100,7 +106,7 @@ def read_volume(path):
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    if _suffix(path) not in _NIFTI_SUFFIXES:
+    if not is_nifti_path(path):
         raise ImageReadError(f"{path}: not a NIfTI volume (expected .nii or .nii.gz)")
     image, volume = _load_nifti(path)
     if volume.ndim == 4 and volume.shape[3] == 1:
